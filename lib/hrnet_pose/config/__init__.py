@@ -1,0 +1,96 @@
+"""Configuration: `get_cfg()` defaults (official keys, strict MODEL.EXTRA), yaml/CLI merging with clear errors."""
+
+import argparse
+import os
+from typing import Iterable, Optional, Sequence
+
+from yacs.config import CfgNode as CN
+
+from .defaults import get_cfg
+
+__all__ = ["CN", "get_cfg", "load_config", "merge_opts", "update_config", "add_official_args"]
+
+
+class ConfigError(ValueError):
+    """A config file or override names a key that does not exist or gives a value of the wrong type."""
+
+
+def _valid_keys(cfg: CN, dotted: str) -> list:
+    node = cfg
+    for part in dotted.split(".")[:-1]:
+        if not isinstance(node, CN) or part not in node:
+            return sorted(node.keys()) if isinstance(node, CN) else []
+        node = node[part]
+    return sorted(node.keys()) if isinstance(node, CN) else []
+
+
+def _explain(cfg: CN, err: Exception, source: str) -> ConfigError:
+    msg = str(err).strip("'\"")
+    if "Non-existent" in msg and ":" in msg:
+        key = msg.split(":", 1)[1].strip()
+        valid = _valid_keys(cfg, key)
+        return ConfigError(f"{source}: unknown config key '{key}'. Valid keys at that level: {valid}")
+    return ConfigError(f"{source}: {msg}")
+
+
+def merge_file(cfg: CN, path: str) -> None:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        cfg.merge_from_file(path)
+    except (KeyError, ValueError, AssertionError) as err:
+        raise _explain(cfg, err, path) from err
+
+
+def merge_opts(cfg: CN, opts: Optional[Sequence[str]]) -> None:
+    """Merge trailing `KEY VALUE` pairs (official CLI semantics)."""
+    if not opts:
+        return
+    if len(opts) % 2:
+        raise ConfigError(f"command-line overrides must be KEY VALUE pairs, got an odd number: {list(opts)}")
+    try:
+        cfg.merge_from_list(list(opts))
+    except (KeyError, ValueError, AssertionError) as err:
+        raise _explain(cfg, err, "command line") from err
+
+
+def load_config(path: Optional[str] = None, opts: Optional[Iterable[str]] = None, freeze: bool = True) -> CN:
+    """Defaults, then `path`, then `opts`; no DATA_DIR prefixing (see `update_config` for the official CLI flow)."""
+    cfg = get_cfg()
+    if path:
+        merge_file(cfg, path)
+    merge_opts(cfg, list(opts or []))
+    if freeze:
+        cfg.freeze()
+    return cfg
+
+
+def update_config(cfg: CN, args: argparse.Namespace) -> CN:
+    """Official `update_config`: merge `--cfg` and trailing opts, apply `--modelDir/--logDir/--dataDir`, then join
+    DATA_DIR onto DATASET.ROOT, MODEL.PRETRAINED and TEST.MODEL_FILE, and freeze."""
+    cfg.defrost()
+    merge_file(cfg, args.cfg)
+    merge_opts(cfg, getattr(args, "opts", None))
+    if getattr(args, "modelDir", ""):
+        cfg.OUTPUT_DIR = args.modelDir
+    if getattr(args, "logDir", ""):
+        cfg.LOG_DIR = args.logDir
+    if getattr(args, "dataDir", ""):
+        cfg.DATA_DIR = args.dataDir
+    cfg.DATASET.ROOT = os.path.join(cfg.DATA_DIR, cfg.DATASET.ROOT)
+    cfg.MODEL.PRETRAINED = os.path.join(cfg.DATA_DIR, cfg.MODEL.PRETRAINED) if cfg.MODEL.PRETRAINED else ""
+    if cfg.TEST.MODEL_FILE:
+        cfg.TEST.MODEL_FILE = os.path.join(cfg.DATA_DIR, cfg.TEST.MODEL_FILE)
+    cfg.freeze()
+    return cfg
+
+
+def add_official_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The official train/test arguments: --cfg, trailing opts, --modelDir, --logDir, --dataDir, --prevModelDir."""
+    parser.add_argument("--cfg", required=True, type=str, help="experiment config yaml")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, default=None, help="KEY VALUE overrides")
+    parser.add_argument("--modelDir", type=str, default="", help="overrides OUTPUT_DIR")
+    parser.add_argument("--logDir", type=str, default="", help="overrides LOG_DIR")
+    parser.add_argument("--dataDir", type=str, default="", help="overrides DATA_DIR")
+    parser.add_argument("--prevModelDir", type=str, default="", help="official argument, unused")
+    return parser

@@ -1,0 +1,175 @@
+"""Keypoint sets: names, left/right flip pairs, OKS sigmas, skeleton and drawing colours.
+
+The COCO-17 set is built in (the numbers are those of the COCO keypoint task and of the official HRNet
+`lib/dataset/coco.py`). Other sets are defined in a yaml file with the keys ``name``, ``keypoints`` (list of names),
+``flip_pairs`` (list of [i, j] or of [name, name]), ``sigmas`` (one per keypoint), ``skeleton`` (list of [i, j] or
+[name, name], 0-based), optional ``upper_body`` (ids or names; the rest are lower body), ``colors`` (one [r, g, b] per
+keypoint) and ``joints_weight`` (one per keypoint).
+"""
+
+import os
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import yaml
+
+
+@dataclass(frozen=True)
+class KeypointSet:
+    """An immutable description of one keypoint layout."""
+
+    name: str
+    names: Tuple[str, ...]
+    flip_pairs: Tuple[Tuple[int, int], ...]
+    sigmas: np.ndarray
+    skeleton: Tuple[Tuple[int, int], ...]
+    upper_body_ids: Tuple[int, ...]
+    colors: Tuple[Tuple[int, int, int], ...] = field(default=())
+    joints_weight: Optional[np.ndarray] = None
+
+    @property
+    def num_keypoints(self) -> int:
+        return len(self.names)
+
+    @property
+    def lower_body_ids(self) -> Tuple[int, ...]:
+        upper = set(self.upper_body_ids)
+        return tuple(i for i in range(self.num_keypoints) if i not in upper)
+
+    @property
+    def flip_index(self) -> np.ndarray:
+        """Permutation `p` such that `flipped[:, p]` swaps every left/right pair; `p[p] == identity`."""
+        index = np.arange(self.num_keypoints)
+        for a, b in self.flip_pairs:
+            index[a], index[b] = b, a
+        return index
+
+    def weights(self) -> np.ndarray:
+        """Per-keypoint loss weights, [K, 1] float32 (ones unless the set defines them)."""
+        if self.joints_weight is None:
+            return np.ones((self.num_keypoints, 1), dtype=np.float32)
+        return np.asarray(self.joints_weight, dtype=np.float32).reshape(-1, 1)
+
+
+COCO_NAMES = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear",
+    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+    "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
+)
+
+# Official HRNet order of the pairs (lib/dataset/coco.py flip_pairs).
+COCO_FLIP_PAIRS = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
+
+# COCO keypoint OKS sigmas (cocodataset.org/#keypoints-eval), also the defaults of the official oks_iou.
+COCO_SIGMAS = np.array(
+    [0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89],
+    dtype=np.float64,
+) / 10.0
+
+# The COCO annotation skeleton, converted from 1-based to 0-based ids.
+COCO_SKELETON = (
+    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8),
+    (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
+)
+
+COCO_UPPER_BODY_IDS = tuple(range(11))
+
+# Official joints_weight of coco.py (used only when LOSS.USE_DIFFERENT_JOINTS_WEIGHT is true).
+COCO_JOINTS_WEIGHT = np.array(
+    [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.2, 1.2, 1.5, 1.5, 1.0, 1.0, 1.2, 1.2, 1.5, 1.5], dtype=np.float32
+)
+
+# Left side warm, right side cold, head green: easy to tell a mirrored skeleton at a glance.
+_LEFT, _RIGHT, _CENTRE = (255, 128, 0), (0, 128, 255), (0, 255, 0)
+COCO_COLORS = tuple(
+    _CENTRE if n == "nose" else (_LEFT if n.startswith("left") else _RIGHT) for n in COCO_NAMES
+)
+
+COCO17 = KeypointSet(
+    name="coco",
+    names=COCO_NAMES,
+    flip_pairs=COCO_FLIP_PAIRS,
+    sigmas=COCO_SIGMAS,
+    skeleton=COCO_SKELETON,
+    upper_body_ids=COCO_UPPER_BODY_IDS,
+    colors=COCO_COLORS,
+    joints_weight=COCO_JOINTS_WEIGHT,
+)
+
+
+def _resolve_ids(items: Sequence, names: Sequence[str], key: str, path: str) -> List:
+    """Turn names or ints (possibly nested in pairs) into ints, with errors that name the file and key."""
+    def one(v):
+        if isinstance(v, str):
+            if v not in names:
+                raise ValueError(f"{path}: '{key}' names unknown keypoint '{v}'; known: {list(names)}")
+            return names.index(v)
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < len(names):
+            raise ValueError(f"{path}: '{key}' has {v!r}; expected a keypoint name or an id in [0, {len(names) - 1}]")
+        return v
+
+    out = []
+    for item in items:
+        if isinstance(item, (list, tuple)):
+            if len(item) != 2:
+                raise ValueError(f"{path}: '{key}' entries must be pairs, got {item!r}")
+            out.append((one(item[0]), one(item[1])))
+        else:
+            out.append(one(item))
+    return out
+
+
+def load_keypoint_set(path: str) -> KeypointSet:
+    """Read a keypoint set from a yaml file (format in the module docstring)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"keypoint set file not found: {path}")
+    with open(path) as f:
+        spec = yaml.safe_load(f) or {}
+    for key in ("keypoints", "sigmas"):
+        if key not in spec:
+            raise ValueError(f"{path}: missing required key '{key}' (required: keypoints, sigmas)")
+    names = [str(n) for n in spec["keypoints"]]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{path}: 'keypoints' has duplicate names: {names}")
+    k = len(names)
+    sigmas = np.asarray(spec["sigmas"], dtype=np.float64)
+    if sigmas.shape != (k,) or not np.all(sigmas > 0):
+        raise ValueError(f"{path}: 'sigmas' must be {k} positive numbers (one per keypoint), got {spec['sigmas']}")
+    flip_pairs = _resolve_ids(spec.get("flip_pairs", []), names, "flip_pairs", path)
+    seen = [i for pair in flip_pairs for i in pair]
+    if len(seen) != len(set(seen)):
+        raise ValueError(f"{path}: 'flip_pairs' uses a keypoint twice: {flip_pairs}")
+    skeleton = _resolve_ids(spec.get("skeleton", []), names, "skeleton", path)
+    upper = _resolve_ids(spec.get("upper_body", list(range(k))), names, "upper_body", path)
+    colors = spec.get("colors")
+    if colors is None:
+        colors = [(0, 255, 0)] * k
+    elif len(colors) != k or any(len(c) != 3 for c in colors):
+        raise ValueError(f"{path}: 'colors' must be {k} [r, g, b] triples")
+    joints_weight = spec.get("joints_weight")
+    if joints_weight is not None:
+        joints_weight = np.asarray(joints_weight, dtype=np.float32)
+        if joints_weight.shape != (k,):
+            raise ValueError(f"{path}: 'joints_weight' must have {k} numbers")
+    return KeypointSet(
+        name=str(spec.get("name", os.path.splitext(os.path.basename(path))[0])),
+        names=tuple(names),
+        flip_pairs=tuple(tuple(p) for p in flip_pairs),
+        sigmas=sigmas,
+        skeleton=tuple(tuple(p) for p in skeleton),
+        upper_body_ids=tuple(upper),
+        colors=tuple(tuple(int(v) for v in c) for c in colors),
+        joints_weight=joints_weight,
+    )
+
+
+def get_keypoint_set(spec: Union[str, KeypointSet, None] = None) -> KeypointSet:
+    """`None`, `''` or `'coco'` give COCO-17; a path to a yaml file gives that set; a KeypointSet passes through."""
+    if isinstance(spec, KeypointSet):
+        return spec
+    if spec in (None, "", "coco", "coco17"):
+        return COCO17
+    if isinstance(spec, str) and spec.endswith((".yaml", ".yml")):
+        return load_keypoint_set(spec)
+    raise ValueError(f"unknown keypoint set {spec!r}: use 'coco' or a path to a .yaml keypoint-set file")

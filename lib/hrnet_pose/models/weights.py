@@ -1,0 +1,151 @@
+"""One strict loader for every checkpoint: official releases, ours, DataParallel/DDP (`module.`-prefixed) files,
+training checkpoints (`{'state_dict': ...}` / `{'model': ...}`) and ImageNet-pretrained backbones.
+
+Unlike the official `load_state_dict(..., strict=False)`, a wrong checkpoint is an error that lists the missing and
+unexpected keys. When attention or gating blocks are on, only their keys may be missing (they are reported), and the
+official weight of a 3x3 conv that a conv-type block replaces is loaded into that block's dense path.
+"""
+
+import logging
+import os
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+StateSource = Union[str, os.PathLike, Mapping[str, torch.Tensor]]
+
+
+class CheckpointMismatchError(RuntimeError):
+    """A checkpoint does not fit the model; the message lists what is missing, unexpected or mis-shaped."""
+
+
+@dataclass
+class LoadReport:
+    source: str
+    loaded: int = 0
+    missing_attention: List[str] = field(default_factory=list)
+    replaced: List[str] = field(default_factory=list)
+    ignored: List[str] = field(default_factory=list)
+
+
+def _is_state_dict(obj) -> bool:
+    return isinstance(obj, Mapping) and len(obj) > 0 and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def read_state_dict(source: StateSource) -> "OrderedDict[str, torch.Tensor]":
+    """Load a state dict from a path or mapping: unwraps `model` / `state_dict` entries of training checkpoints and
+    strips a `module.` prefix. Files are read with `weights_only=True`."""
+    name = str(source) if not isinstance(source, Mapping) else "<state dict>"
+    if isinstance(source, Mapping):
+        obj = source
+    else:
+        if not os.path.isfile(source):
+            raise FileNotFoundError(f"checkpoint file not found: {source}")
+        try:
+            obj = torch.load(source, map_location="cpu", weights_only=True)
+        except Exception as err:  # corrupt file, or a pickle that weights_only refuses
+            raise CheckpointMismatchError(f"cannot read checkpoint {source}: {err}") from err
+    if not _is_state_dict(obj):
+        for key in ("model", "state_dict"):
+            if isinstance(obj, Mapping) and _is_state_dict(obj.get(key)):
+                obj = obj[key]
+                break
+        else:
+            keys = list(obj.keys())[:10] if isinstance(obj, Mapping) else type(obj).__name__
+            raise CheckpointMismatchError(
+                f"{name} holds no state dict (expected a mapping of tensors, or one under 'model'/'state_dict'; "
+                f"found {keys})"
+            )
+    if all(k.startswith("module.") for k in obj):
+        obj = OrderedDict((k[len("module."):], v) for k, v in obj.items())
+    return OrderedDict(obj)
+
+
+def _replaced_conv_map(model: nn.Module) -> Dict[str, Optional[str]]:
+    """For each conv-type attention module at `prefix`, where the replaced conv's `prefix.weight` goes (or None)."""
+    out = {}
+    for name, m in model.named_modules():
+        if getattr(m, "is_attention", False) and hasattr(m, "replaced_conv_key"):
+            key = m.replaced_conv_key
+            out[name + ".weight"] = f"{name}.{key}" if key else None
+    return out
+
+
+def _attention_prefixes(model: nn.Module) -> tuple:
+    return tuple(name + "." for name, m in model.named_modules() if getattr(m, "is_attention", False))
+
+
+def load_weights(model: nn.Module, source: StateSource, source_name: Optional[str] = None) -> LoadReport:
+    """Load `source` into `model` strictly (see module docstring). Returns a report; raises
+    `CheckpointMismatchError` listing missing / unexpected / mis-shaped keys otherwise."""
+    name = source_name or (str(source) if not isinstance(source, Mapping) else "<state dict>")
+    state = read_state_dict(source)
+    report = LoadReport(source=name)
+    for old, new in _replaced_conv_map(model).items():
+        if old in state:
+            tensor = state.pop(old)
+            if new is not None:
+                state[new] = tensor
+            report.replaced.append(old)
+    expected = model.state_dict()
+    attn = _attention_prefixes(model)
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+              for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    bad_missing = [k for k in missing if not (attn and k.startswith(attn))]
+    if bad_missing or unexpected or shapes:
+        raise CheckpointMismatchError(_mismatch_message(name, bad_missing, unexpected, shapes))
+    report.missing_attention = [k for k in missing if attn and k.startswith(attn)]
+    model.load_state_dict(state, strict=False)
+    report.loaded = len(state)
+    if report.missing_attention:
+        logger.info("%s: %d attention/gating tensors not in the checkpoint keep their initialisation (e.g. %s)",
+                    name, len(report.missing_attention), report.missing_attention[:3])
+    if report.replaced:
+        logger.info("%s: %d 3x3 conv weights replaced by conv-type attention blocks", name, len(report.replaced))
+    return report
+
+
+def load_pretrained(model: nn.Module, path: str, layers: Sequence[str]) -> LoadReport:
+    """ImageNet initialisation (official `init_weights` part 2): take the checkpoint entries whose top-level name is
+    in `layers` (or all with `['*']`). Model tensors of those layers must all be present with the right shapes;
+    checkpoint entries the pose model has no place for (the classifier's extra fusion and head layers) are ignored and
+    reported."""
+    state = read_state_dict(path)
+    take_all = len(layers) > 0 and layers[0] == "*"
+    chosen = {k: v for k, v in state.items() if take_all or k.split(".")[0] in layers}
+    expected = model.state_dict()
+    attn = _attention_prefixes(model)
+    report = LoadReport(source=path)
+    report.ignored = [k for k in chosen if k not in expected]
+    usable = OrderedDict((k, v) for k, v in chosen.items() if k in expected)
+    shapes = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
+              for k, v in usable.items() if v.shape != expected[k].shape]
+    wanted = [k for k in expected if (take_all or k.split(".")[0] in layers) and not (attn and k.startswith(attn))]
+    missing = [k for k in wanted if k not in usable and not k.startswith("final_layer.")]
+    if shapes or missing:
+        raise CheckpointMismatchError(_mismatch_message(path + " (MODEL.PRETRAINED)", missing, [], shapes))
+    model.load_state_dict(usable, strict=False)
+    report.loaded = len(usable)
+    logger.info("=> loaded %d pretrained tensors from %s (%d checkpoint entries unused)", len(usable), path,
+                len(report.ignored))
+    return report
+
+
+def _mismatch_message(name: str, missing: List[str], unexpected: List[str], shapes: List[str]) -> str:
+    def part(title, items):
+        if not items:
+            return ""
+        shown = "\n    ".join(items[:20])
+        more = f"\n    ... and {len(items) - 20} more" if len(items) > 20 else ""
+        return f"\n  {title} ({len(items)}):\n    {shown}{more}"
+
+    return (f"checkpoint {name} does not match the model"
+            + part("missing keys", missing) + part("unexpected keys", unexpected) + part("shape mismatches", shapes)
+            + "\n  Check MODEL.EXTRA (widths, blocks, FINAL_CONV_KERNEL), MODEL.NUM_JOINTS and the attention settings.")

@@ -1,0 +1,32 @@
+import os
+
+import pytest
+import torch
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> str:
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> str:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def tiny_official():
+    """Official tiny HRNet: cfg yaml, state dict, input and outputs (see tests/fixtures/SOURCES.md)."""
+    return torch.load(os.path.join(FIXTURES, "official_hrnet_tiny_a.pt"), weights_only=True)
+
+
+@pytest.fixture()
+def tiny_cfg_path(tmp_path, tiny_official) -> str:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(tiny_official["cfg_yaml"])
+    return str(path)
