@@ -20,5 +20,8 @@ setup(
         "tqdm>=4.60,<5",
         "pyyaml>=5.4",
     ],
-    extras_require={"dev": ["pytest>=7", "onnx>=1.14", "onnxruntime>=1.16"]},
+    extras_require={
+        "dev": ["pytest>=7", "onnx>=1.14", "onnxruntime>=1.16", "faster-coco-eval>=1.5"],
+        "fast-eval": ["faster-coco-eval>=1.5"],
+    },
 )

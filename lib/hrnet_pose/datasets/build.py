@@ -1,0 +1,155 @@
+"""Config -> dataset and dataloader adapters (the only place where DATASET.*, TEST.*, AUG.* keys are read).
+
+`build_dataset(cfg, split)` gives a `CocoKeypoints` over real COCO (`DATASET.DATASET: coco`) or over the synthetic
+COCO-format set (`synthetic`, generated under DATASET.ROOT on first use). `build_dataloader` batches samples
+(input [B, 3, H, W], target [B, K, h, w], target_weight [B, K, 1], meta) and drops unreadable images.
+"""
+
+import logging
+import os
+import random
+import shutil
+import tempfile
+from typing import Any, List, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data._utils.collate import default_collate
+
+from .coco import CocoKeypoints
+from .synthetic import DETECTION_FILE, generate_synthetic_coco
+from .transforms import AugmentationConfig
+
+logger = logging.getLogger(__name__)
+
+DATASET_NAMES = ("coco", "synthetic")
+
+
+def augmentation_config(cfg) -> AugmentationConfig:
+    """AugmentationConfig from DATASET.{FLIP, SCALE_FACTOR, ROT_FACTOR, PROB_HALF_BODY, ...}, AUG.*, COMPAT.*."""
+    return AugmentationConfig(
+        flip=bool(cfg.DATASET.FLIP),
+        scale_factor=float(cfg.DATASET.SCALE_FACTOR),
+        rot_factor=float(cfg.DATASET.ROT_FACTOR),
+        prob_half_body=float(cfg.DATASET.PROB_HALF_BODY),
+        num_joints_half_body=int(cfg.DATASET.NUM_JOINTS_HALF_BODY),
+        half_body_randn=bool(cfg.COMPAT.HALF_BODY_RANDN),
+        photometric=bool(cfg.AUG.PHOTOMETRIC),
+        brightness=float(cfg.AUG.BRIGHTNESS),
+        contrast=float(cfg.AUG.CONTRAST),
+        hue_shift=float(cfg.AUG.HUE_SHIFT),
+        sat_shift=float(cfg.AUG.SAT_SHIFT),
+        blur_prob=float(cfg.AUG.BLUR_PROB),
+        noise_prob=float(cfg.AUG.NOISE_PROB),
+        prob=float(cfg.AUG.PROB),
+    )
+
+
+def ensure_synthetic(cfg) -> str:
+    """Generate the synthetic dataset under DATASET.ROOT unless it is there; atomic (temp dir, then rename)."""
+    root = cfg.DATASET.ROOT
+    marker = os.path.join(root, "annotations", f"person_keypoints_{cfg.DATASET.TEST_SET}.json")
+    if os.path.isfile(marker):
+        return root
+    if os.path.isdir(root) and os.listdir(root):
+        raise FileExistsError(f"DATASET.ROOT {root} exists but has no {marker}: remove it or point DATASET.ROOT at "
+                              "an empty or missing folder to generate the synthetic dataset there")
+    parent = os.path.dirname(os.path.abspath(root))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".synthetic-", dir=parent)
+    sc = cfg.SYNTHETIC
+    logger.info("generating the synthetic dataset in %s (%d train / %d val images, seed %d)", root,
+                sc.NUM_TRAIN_IMAGES, sc.NUM_VAL_IMAGES, sc.SEED)
+    try:
+        generate_synthetic_coco(tmp, sc.NUM_TRAIN_IMAGES, sc.NUM_VAL_IMAGES, seed=sc.SEED,
+                                image_size=tuple(sc.IMAGE_SIZE), max_people=sc.MAX_PEOPLE,
+                                crowd_prob=sc.CROWD_PROB, occluder_prob=sc.OCCLUDER_PROB,
+                                detections=sc.DETECTIONS)
+        if os.path.isdir(root):
+            os.rmdir(root)  # empty (checked above)
+        os.rename(tmp, root)
+    except OSError:
+        # another process (e.g. another rank) finished first: its output is identical, keep it
+        if not os.path.isfile(marker):
+            raise
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+def build_dataset(cfg, split: str, codec: Any = None) -> Dataset:
+    """`split` 'train' (DATASET.TRAIN_SET, augmented) or 'val' (DATASET.TEST_SET; GT or detector boxes)."""
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    name = str(cfg.DATASET.DATASET).lower()
+    if name not in DATASET_NAMES:
+        raise ValueError(f"DATASET.DATASET {cfg.DATASET.DATASET!r} is not supported; valid: {list(DATASET_NAMES)}")
+    if codec is None:
+        from ..codecs.heatmap import build_codec
+
+        codec = build_codec(cfg)
+    bbox_file = cfg.TEST.COCO_BBOX_FILE
+    if name == "synthetic":
+        ensure_synthetic(cfg)
+        if not bbox_file:
+            bbox_file = os.path.join(cfg.DATASET.ROOT, "person_detection_results", DETECTION_FILE)
+    is_train = split == "train"
+    return CocoKeypoints(
+        root=cfg.DATASET.ROOT,
+        image_set=cfg.DATASET.TRAIN_SET if is_train else cfg.DATASET.TEST_SET,
+        is_train=is_train,
+        image_size=tuple(cfg.MODEL.IMAGE_SIZE),
+        codec=codec,
+        keypoint_set=cfg.DATASET.KEYPOINT_SET,
+        use_gt_bbox=bool(cfg.TEST.USE_GT_BBOX),
+        bbox_file=bbox_file,
+        image_thre=float(cfg.TEST.IMAGE_THRE),
+        transform_cfg=augmentation_config(cfg),
+        color_rgb=bool(cfg.DATASET.COLOR_RGB),
+        skip_bad_images=bool(cfg.DATASET.SKIP_BAD_IMAGES),
+    )
+
+
+def collate_skip_none(batch: List[Any]) -> Optional[Any]:
+    """default_collate without the None samples (unreadable images); meta['num_skipped'] counts them.
+
+    An all-None batch gives None, which the training loop skips.
+    """
+    kept = [b for b in batch if b is not None]
+    if not kept:
+        return None
+    out = default_collate(kept)
+    out[3]["num_skipped"] = len(batch) - len(kept)
+    return out
+
+
+def worker_init_fn(worker_id: int) -> None:
+    """Seed numpy and `random` in each worker from torch's per-worker seed (torch does not seed numpy)."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def build_dataloader(cfg, dataset: Dataset, split: str, distributed: bool = False, world_size: int = 1,
+                     rank: int = 0) -> DataLoader:
+    """Shuffled (train) or ordered (val) loader; a DistributedSampler when `distributed`."""
+    is_train = split == "train"
+    sampler = None
+    if distributed:
+        sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=is_train,
+                                     drop_last=False)
+    batch_size = cfg.TRAIN.BATCH_SIZE_PER_GPU if is_train else cfg.TEST.BATCH_SIZE_PER_GPU
+    return DataLoader(
+        dataset,
+        batch_size=int(batch_size),
+        shuffle=is_train and sampler is None,
+        sampler=sampler,
+        num_workers=int(cfg.WORKERS),
+        pin_memory=bool(cfg.PIN_MEMORY) and torch.cuda.is_available(),
+        collate_fn=collate_skip_none,
+        worker_init_fn=worker_init_fn,
+        drop_last=False,
+        persistent_workers=False,
+    )

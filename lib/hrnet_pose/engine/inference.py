@@ -1,0 +1,95 @@
+"""Test-time inference: flip test and decoding of person crops to image keypoints.
+
+Follows the official HRNet `validate()` (Sun et al., CVPR 2019): the crop and its mirror image go through the model,
+the mirrored heatmaps are flipped back (mirror W, swap left/right channels), optionally shifted one column to the
+right (`TEST.SHIFT_HEATMAP`, which compensates the one-pixel misalignment of `x -> W - 1 - x` at 1/4 resolution),
+and averaged with the plain heatmaps.
+
+Shapes: images [N,3,H,W] float -> heatmaps [N,K,h,w]; `predict_keypoints` -> preds [N,K,2] (image pixels, float32)
+and maxvals [N,K,1].
+"""
+
+from typing import Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from ..codecs.heatmap import HeatmapCodec
+
+FlipSpec = Union[np.ndarray, Sequence[int], Sequence[Sequence[int]], torch.Tensor]
+
+
+def _flip_index(flip: FlipSpec, num_joints: int) -> np.ndarray:
+    """A permutation [K] from either a flip index [K] or flip pairs [P,2]."""
+    arr = np.asarray(flip.cpu() if isinstance(flip, torch.Tensor) else flip, dtype=np.int64)
+    if arr.ndim == 2 and arr.shape[1] == 2 or arr.size == 0:
+        index = np.arange(num_joints)
+        for a, b in arr.reshape(-1, 2):
+            index[a], index[b] = b, a
+        return index
+    if arr.ndim != 1 or arr.shape[0] != num_joints or sorted(arr.tolist()) != list(range(num_joints)):
+        raise ValueError(f"flip spec must be a permutation of {num_joints} joints or [P,2] pairs, got {arr.tolist()}")
+    return arr
+
+
+def flip_back(heatmaps: Union[np.ndarray, torch.Tensor], flip: FlipSpec) -> Union[np.ndarray, torch.Tensor]:
+    """Official `flip_back`: heatmaps [N,K,h,w] of a mirrored input -> heatmaps of the original (same type)."""
+    if heatmaps.ndim != 4:
+        raise ValueError(f"flip_back expects [N, K, H, W] heatmaps, got shape {tuple(heatmaps.shape)}")
+    index = _flip_index(flip, heatmaps.shape[1])
+    if isinstance(heatmaps, torch.Tensor):
+        return heatmaps.flip(3)[:, torch.as_tensor(index, device=heatmaps.device)]
+    return np.ascontiguousarray(heatmaps[:, index, :, ::-1])
+
+
+def shift_heatmap_right(heatmaps: Union[np.ndarray, torch.Tensor]) -> Union[np.ndarray, torch.Tensor]:
+    """Official SHIFT_HEATMAP: `out[..., 1:] = in[..., :-1]`; column 0 keeps its own value. Returns a copy."""
+    out = heatmaps.clone() if isinstance(heatmaps, torch.Tensor) else np.array(heatmaps, copy=True)
+    out[..., 1:] = heatmaps[..., :-1]
+    return out
+
+
+def _forward(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    out = model(images)
+    # some models return one output per stage; the official code takes the last
+    return out[-1] if isinstance(out, (list, tuple)) else out
+
+
+@torch.no_grad()
+def inference_with_flip(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    flip_index: FlipSpec,
+    flip_test: bool = True,
+    shift_heatmap: bool = True,
+) -> torch.Tensor:
+    """Heatmaps [N,K,h,w] for images [N,3,H,W], averaged with the flipped-back mirror when `flip_test`.
+
+    The plain and mirrored crops go through the model in one batch. That is the official two-forward average because
+    an eval-mode model treats each sample on its own (BatchNorm uses running statistics).
+    """
+    if images.ndim != 4:
+        raise ValueError(f"images must be [N, 3, H, W], got shape {tuple(images.shape)}")
+    if not flip_test:
+        return _forward(model, images)
+    n = images.shape[0]
+    both = _forward(model, torch.cat([images, images.flip(3)], dim=0))
+    output, flipped = both[:n], flip_back(both[n:], flip_index)
+    if shift_heatmap:
+        flipped = shift_heatmap_right(flipped)
+    return (output + flipped) * 0.5
+
+
+def predict_keypoints(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    centers: np.ndarray,
+    scales: np.ndarray,
+    codec: HeatmapCodec,
+    flip_index: FlipSpec,
+    flip_test: bool = True,
+    shift_heatmap: bool = True,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Person crops [N,3,H,W] + their boxes (center [N,2], scale [N,2]) -> (preds [N,K,2], maxvals [N,K,1])."""
+    heatmaps = inference_with_flip(model, images, flip_index, flip_test, shift_heatmap)
+    return codec.decode(heatmaps, centers, scales)
