@@ -1,0 +1,176 @@
+"""Validation during training and the evaluation run behind `tools/test.py` (OKS AP, official protocol).
+
+Each process runs the model (flip test per TEST.FLIP_TEST / TEST.SHIFT_HEATMAP) on its shard of the person boxes,
+decodes heatmaps [B,K,h,w] to image keypoints [B,K,2] + scores [B,K,1], and feeds the COCO evaluator. The evaluator
+states are all-gathered and merged by sample index (DistributedSampler pads the last shard with repeats), so N
+processes report exactly the AP of one. Every AP logged or written names its protocol: GT or detector boxes, flip,
+decoder and input size.
+"""
+
+import contextlib
+import logging
+import os
+import time
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+from ..evaluation.coco_keypoints import CocoKeypointEvaluator, describe_protocol, format_results_table
+from ..evaluation.pck import accuracy
+from .checkpoint import unwrap_model
+from .debug import save_debug_images
+from .distributed import all_gather_object, broadcast_object, is_main_process
+from .inference import inference_with_flip
+
+logger = logging.getLogger(__name__)
+
+
+def autocast_context(device: torch.device, amp: str):
+    """torch.autocast for ENGINE.AMP 'bf16' / 'fp16' on the device's type (CPU autocast included), else a no-op."""
+    if not amp:
+        return contextlib.nullcontext()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+    if dtype is None:
+        raise ValueError(f"ENGINE.AMP is {amp!r}; valid: '', 'bf16', 'fp16'")
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _numpy(x: Any) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+class Validator:
+    """Runs one evaluation pass over a loader; `run(model)` -> dict of the 10 COCO stats, loss, acc, protocol."""
+
+    def __init__(self, cfg: Any, codec: Any, dataset: Any, loader: Any, device: torch.device,
+                 loss_fn: Optional[nn.Module], output_dir: str, tensorboard: Any = None):
+        self.cfg, self.codec, self.dataset, self.loader = cfg, codec, dataset, loader
+        self.device, self.loss_fn, self.output_dir, self.tb = device, loss_fn, output_dir, tensorboard
+        base = getattr(dataset, "dataset", dataset)  # a Subset wraps the real dataset
+        self.keypoint_set = base.keypoint_set
+        self.use_gt_bbox = bool(getattr(base, "use_gt_bbox", cfg.TEST.USE_GT_BBOX))
+        bbox_file = getattr(base, "bbox_file", "") or cfg.TEST.COCO_BBOX_FILE
+        self.evaluator = CocoKeypointEvaluator(
+            base.coco, keypoint_set=self.keypoint_set, use_gt_bbox=self.use_gt_bbox,
+            in_vis_thre=float(cfg.TEST.IN_VIS_THRE), oks_thre=float(cfg.TEST.OKS_THRE),
+            soft_nms=bool(cfg.TEST.SOFT_NMS))
+        self.protocol = describe_protocol(self.use_gt_bbox, bbox_file, bool(cfg.TEST.FLIP_TEST),
+                                          str(cfg.CODEC.DECODER), list(cfg.MODEL.IMAGE_SIZE))
+        self.protocol_fields = {
+            "boxes": "GT" if self.use_gt_bbox else "detector", "bbox_file": "" if self.use_gt_bbox else bbox_file,
+            "flip_test": bool(cfg.TEST.FLIP_TEST), "shift_heatmap": bool(cfg.TEST.SHIFT_HEATMAP),
+            "decoder": str(cfg.CODEC.DECODER), "post_process": bool(cfg.TEST.POST_PROCESS),
+            "udp": bool(cfg.CODEC.UDP), "input_size": [int(v) for v in cfg.MODEL.IMAGE_SIZE],
+        }
+
+    @torch.no_grad()
+    def run(self, model: nn.Module, epoch: Optional[int] = None) -> Dict[str, Any]:
+        cfg = self.cfg
+        net = unwrap_model(model)
+        was_training = net.training
+        net.eval()
+        self.evaluator.reset()
+        mem = torch.channels_last if cfg.ENGINE.CHANNELS_LAST else torch.contiguous_format
+        flip_index = self.keypoint_set.flip_index
+        loss_sum, acc_sum, count, t0 = 0.0, 0.0, 0, time.time()
+        bar = tqdm(self.loader, desc="val" if epoch is None else f"val {epoch}", leave=False, dynamic_ncols=True,
+                   disable=not (is_main_process() and cfg.ENGINE.PROGRESS_BAR))
+        for i, batch in enumerate(bar):
+            if batch is None:
+                continue
+            images, target, weight, meta = batch
+            images = images.to(self.device, non_blocking=True, memory_format=mem)
+            with autocast_context(self.device, cfg.ENGINE.AMP):
+                heatmaps = inference_with_flip(net, images, flip_index, bool(cfg.TEST.FLIP_TEST),
+                                               bool(cfg.TEST.SHIFT_HEATMAP))
+            heatmaps = heatmaps.float()
+            n = images.shape[0]
+            if self.loss_fn is not None:
+                # official: loss and accuracy of the flip-averaged output (meaningless with detector boxes)
+                loss = self.loss_fn(heatmaps, target.to(self.device), weight.to(self.device))
+                loss_sum += float(loss) * n
+            hm = heatmaps.cpu().numpy()
+            acc_sum += accuracy(hm, _numpy(target))[1] * n
+            count += n
+            center, scale = _numpy(meta["center"]), _numpy(meta["scale"])
+            preds, maxvals = self.codec.decode(hm, center, scale)
+            self.evaluator.process(preds, maxvals, center, scale, _numpy(meta["score"]), _numpy(meta["image_id"]),
+                                   _numpy(meta["index"]))
+            if cfg.DEBUG.DEBUG and is_main_process() and i % cfg.PRINT_FREQ == 0:
+                save_debug_images(cfg.DEBUG, images, meta, target, heatmaps, os.path.join(self.output_dir, f"val_{i}"),
+                                  cfg.DATASET.COLOR_RGB, self.tb, 0 if epoch is None else epoch, "val")
+        bar.close()
+        states = all_gather_object((self.evaluator.state(), loss_sum, acc_sum, count))
+        result: Dict[str, Any] = {}
+        if is_main_process():
+            self.evaluator.merge_states([s[0] for s in states])
+            stats = self.evaluator.evaluate(self.output_dir, name=str(cfg.DATASET.TEST_SET))
+            total = max(1, sum(s[3] for s in states))
+            result = dict(stats)
+            result.update(loss=sum(s[1] for s in states) / total, acc=sum(s[2] for s in states) / total,
+                          num_instances=len(self.evaluator), protocol=self.protocol, **self.protocol_fields)
+        result = broadcast_object(result)
+        elapsed = time.time() - t0
+        if is_main_process():
+            table = format_results_table({k: result[k] for k in stats}, str(cfg.MODEL.NAME))
+            logger.info("Test: %s%d samples in %.1fs, loss %.5f, accuracy %.3f\n%s\n%s",
+                        "" if epoch is None else f"epoch {epoch}, ", result["num_instances"], elapsed,
+                        result["loss"], result["acc"], table, self.protocol)
+            if self.tb is not None and epoch is not None:
+                self.tb.scalars({"valid_loss": result["loss"], "valid_acc": result["acc"],
+                                 **{f"valid/{k}": result[k] for k in stats}}, epoch)
+        if was_training:
+            net.train()
+        return result
+
+
+def evaluate_model_file(cfg: Any, cfg_path: str) -> Dict[str, Any]:
+    """Entry point of tools/test.py: load TEST.MODEL_FILE (or OUTPUT/.../final_state.pth) strictly and evaluate.
+
+    Writes results/keypoints_<TEST_SET>_results_0.json and metrics.json (10 stats + protocol) atomically.
+    """
+    from ..codecs.heatmap import build_codec
+    from ..datasets.build import build_dataloader, build_dataset
+    from ..models import build_model, load_weights
+    from ..models.loss import build_loss
+    from .checkpoint import FINAL_NAME
+    from .distributed import init_distributed
+    from .outputs import close_logging, dump_config, run_paths, setup_logging, write_json
+
+    info = init_distributed(cfg.ENGINE.DIST_BACKEND, cfg.ENGINE.DEVICE)
+    paths = run_paths(cfg, cfg_path, "test", broadcast_object(time.strftime("%Y-%m-%d-%H-%M")))
+    if info.is_main:
+        os.makedirs(paths.output_dir, exist_ok=True)
+    setup_logging(paths.log_file, info.is_main, info.rank)
+    try:
+        if info.is_main:
+            dump_config(cfg, paths.output_dir, "config_test.yaml")
+        logger.info("config:\n%s", cfg.dump())
+        model_file = cfg.TEST.MODEL_FILE or os.path.join(paths.output_dir, FINAL_NAME)
+        if not os.path.isfile(model_file):
+            raise FileNotFoundError(
+                f"model file not found: {model_file}. Set TEST.MODEL_FILE to a .pth (official release, ours, or a "
+                f"training checkpoint), or train first so that {FINAL_NAME} exists in {paths.output_dir}")
+        model = build_model(cfg, is_train=False)
+        report = load_weights(model, model_file)
+        logger.info("=> loaded %d tensors from %s (strict)", report.loaded, model_file)
+        mem = torch.channels_last if cfg.ENGINE.CHANNELS_LAST else torch.contiguous_format
+        model = model.to(info.device, memory_format=mem)
+        codec = build_codec(cfg)
+        dataset = build_dataset(cfg, "val", codec)
+        loader = build_dataloader(cfg, dataset, "val", distributed=info.distributed, world_size=info.world_size,
+                                  rank=info.rank)
+        validator = Validator(cfg, codec, dataset, loader, info.device, build_loss(cfg).to(info.device),
+                              paths.output_dir)
+        metrics = validator.run(model)
+        metrics["model_file"] = model_file
+        if info.is_main:
+            write_json(metrics, os.path.join(paths.output_dir, "metrics.json"))
+            logger.info("=> wrote %s", os.path.join(paths.output_dir, "metrics.json"))
+        metrics["output_dir"] = paths.output_dir
+        return metrics
+    finally:
+        close_logging()
