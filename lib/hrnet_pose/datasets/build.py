@@ -134,17 +134,20 @@ def worker_init_fn(worker_id: int) -> None:
 
 def build_dataloader(cfg, dataset: Dataset, split: str, distributed: bool = False, world_size: int = 1,
                      rank: int = 0) -> DataLoader:
-    """Shuffled (train) or ordered (val) loader; a DistributedSampler when `distributed`."""
+    """Training: a sampler seeded from ENGINE.SEED (shuffled per TRAIN.SHUFFLE, re-shuffled by `set_epoch`) for any
+    world size, so N processes split exactly the global batches one process would see and a resumed run replays the
+    same order. Evaluation: ordered, sharded by a DistributedSampler when `distributed`."""
     is_train = split == "train"
     sampler = None
-    if distributed:
-        sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=is_train,
-                                     drop_last=False)
+    if is_train:
+        sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=bool(cfg.TRAIN.SHUFFLE),
+                                     seed=int(cfg.ENGINE.SEED), drop_last=False)
+    elif distributed:
+        sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=False, drop_last=False)
     batch_size = cfg.TRAIN.BATCH_SIZE_PER_GPU if is_train else cfg.TEST.BATCH_SIZE_PER_GPU
     return DataLoader(
         dataset,
         batch_size=int(batch_size),
-        shuffle=is_train and sampler is None,
         sampler=sampler,
         num_workers=int(cfg.WORKERS),
         pin_memory=bool(cfg.PIN_MEMORY) and torch.cuda.is_available(),

@@ -11,13 +11,14 @@ kill during a save leaves the previous file intact. Everything stored loads with
 import logging
 import os
 import random
-import tempfile
 from collections import OrderedDict
 from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 import torch
 import torch.nn as nn
+
+from ..fileio import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -28,36 +29,7 @@ FINAL_NAME = "final_state.pth"
 
 def atomic_save(obj: Any, path: str) -> None:
     """torch.save `obj` to `path` without ever leaving a half-written `path` behind."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def atomic_write_text(text: str, path: str) -> None:
-    """Write a text file (json, yaml) atomically, like `atomic_save`."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write(path, lambda f: torch.save(obj, f), binary=True)
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

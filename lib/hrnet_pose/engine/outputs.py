@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
-from .checkpoint import atomic_write_text
+from ..fileio import atomic_write_text
 
 _HANDLER_TAG = "_hrnet_pose_handler"
 

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ..codecs.heatmap import build_codec
@@ -75,15 +75,9 @@ def determinism(cfg: Any):
 
 
 def make_train_loader(cfg: Any, dataset: Dataset, info: DistInfo) -> DataLoader:
-    """build_dataloader's loader, with a sampler seeded per epoch from (ENGINE.SEED, epoch) for any world size:
-    N processes then split exactly the global batches that one process would see, and resuming replays the order."""
-    base = build_dataloader(cfg, dataset, "train", distributed=info.distributed, world_size=info.world_size,
+    """The training loader: its sampler is seeded from (ENGINE.SEED, epoch) for any world size (see build_dataloader)."""
+    return build_dataloader(cfg, dataset, "train", distributed=info.distributed, world_size=info.world_size,
                             rank=info.rank)
-    sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank,
-                                 shuffle=bool(cfg.TRAIN.SHUFFLE), seed=int(cfg.ENGINE.SEED), drop_last=False)
-    return DataLoader(dataset, batch_size=base.batch_size, sampler=sampler, num_workers=base.num_workers,
-                      pin_memory=base.pin_memory, collate_fn=base.collate_fn, worker_init_fn=base.worker_init_fn,
-                      drop_last=base.drop_last)
 
 
 class Trainer:
@@ -219,13 +213,17 @@ class Trainer:
         losses: List[float] = []
         counts: List[int] = []
         accs, seen, t0 = [], 0, time.time()
+        window_seen, window_t0 = 0, t0  # speed over the last PRINT_FREQ window: start-up does not dilute it
         bar = tqdm(self.train_loader, desc=f"train {epoch}", leave=False, dynamic_ncols=True,
                    disable=not (self.info.is_main and cfg.ENGINE.PROGRESS_BAR))
         mem = torch.channels_last if cfg.ENGINE.CHANNELS_LAST else torch.contiguous_format
+        skipped = 0
         for i, batch in enumerate(bar):
-            if batch is None:  # every image of the batch was unreadable
+            if batch is None:  # every image of the batch was unreadable (DATASET.SKIP_BAD_IMAGES)
+                skipped += int(self.train_loader.batch_size)
                 continue
             images, target, weight, meta = batch
+            skipped += int(meta.get("num_skipped", 0))
             lr = self.scheduler.apply(epoch, self.global_step)[0]
             images = images.to(self.device, non_blocking=True, memory_format=mem)
             target = target.to(self.device, non_blocking=True)
@@ -240,11 +238,14 @@ class Trainer:
             losses.append(float(loss))
             counts.append(images.shape[0])
             seen += images.shape[0]
+            window_seen += images.shape[0]
             _, avg_acc, _ = accuracy(output.float().cpu().numpy(), target.cpu().numpy())
             accs.append(avg_acc)
             bar.set_postfix(loss=f"{losses[-1]:.3e}", lr=f"{lr:.2e}")
             if i % cfg.PRINT_FREQ == 0 or i == len(self.train_loader) - 1:
-                speed = seen * self.info.world_size / max(time.time() - t0, 1e-9)
+                now = time.time()
+                speed = window_seen * self.info.world_size / max(now - window_t0, 1e-9)
+                window_seen, window_t0 = 0, now
                 logger.info("Epoch: [%d][%d/%d] Speed %.1f samples/s Loss %.5f Accuracy %.3f lr %.3e",
                             epoch, i, len(self.train_loader), speed, losses[-1], avg_acc, lr)
                 self.tb.scalars({"train_loss": losses[-1], "train_acc": avg_acc, "learning_rate": lr,
@@ -254,6 +255,9 @@ class Trainer:
                     save_debug_images(cfg.DEBUG, images, meta, target, output, prefix, cfg.DATASET.COLOR_RGB,
                                       self.tb, self.global_step, "train")
         bar.close()
+        if skipped:
+            logger.warning("epoch %d: %d unreadable training images skipped (DATASET.SKIP_BAD_IMAGES; set it False "
+                           "to stop on the first one)", epoch, skipped)
         # the global per-iteration loss curve: sample-weighted mean over processes
         gathered = all_gather_object((losses, counts))
         curve = []
@@ -262,6 +266,7 @@ class Trainer:
             curve.append(sum(c[0][it] * c[1][it] for c in gathered if c[1][it]) / n if n else float("nan"))
         finite = [v for v in curve if math.isfinite(v)]
         return {"loss": float(np.mean(finite)) if finite else float("nan"), "loss_curve": curve,
+                "skipped_images": skipped,
                 "acc": float(np.mean(accs)) if accs else 0.0, "lr": float(self.scheduler.get_last_lr()[0]),
                 "samples_per_s": seen * self.info.world_size / max(time.time() - t0, 1e-9)}
 
@@ -311,8 +316,11 @@ class Trainer:
                 best_perf=self.best_perf, best_state_dict=self.best_state, scaler=self.scaler, ema=self.ema,
                 config_yaml=self.cfg.dump(), extra={"history": self.history})
             ckpt_io.atomic_save(state, self.ckpt_path)
-            logger.info("=> saving checkpoint to %s (epoch %d, AP %.4f, best %.4f)", self.ckpt_path, epoch + 1,
-                        perf, self.best_perf)
+            def fmt(ap: float) -> str:
+                return f"{ap:.4f}" if ap >= 0 else "n/a"
+
+            logger.info("=> saving checkpoint to %s (epoch %d, last validated AP %s, best %s)", self.ckpt_path,
+                        epoch + 1, fmt(perf), fmt(self.best_perf))
         barrier()
 
 

@@ -17,12 +17,12 @@ import io
 import json
 import logging
 import os
-import tempfile
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
+from ..fileio import write_json_atomic  # noqa: F401  (re-exported by hrnet_pose.evaluation)
 from ..keypoints import COCO17, KeypointSet, get_keypoint_set
 from .oks_nms import oks_nms, rescore, soft_oks_nms
 
@@ -234,20 +234,6 @@ class CocoKeypointEvaluator:
                     self.boxes_source_label, len(self.results), len(self), stats["AP"])
         return stats
 
-
-def write_json_atomic(obj, path: str) -> None:
-    """json.dump to a temporary file in the same folder, then os.replace: readers never see a partial file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def format_results_table(name_values: "OrderedDict[str, float]", arch: str) -> str:

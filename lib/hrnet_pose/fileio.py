@@ -1,0 +1,32 @@
+"""Atomic file writes: results, configs and checkpoints are written to a temporary file in the target folder, flushed
+to disk, then renamed over the target, so a crash never leaves a half-written file behind."""
+
+import json
+import os
+import tempfile
+from typing import IO, Any, Callable
+
+
+def atomic_write(path: str, write: Callable[[IO], None], binary: bool = False) -> None:
+    """Call `write(file)` on a temporary file beside `path`, fsync it and `os.replace` it onto `path`."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def atomic_write_text(text: str, path: str) -> None:
+    atomic_write(path, lambda f: f.write(text))
+
+
+def write_json_atomic(obj: Any, path: str, indent=None) -> None:
+    atomic_write(path, lambda f: json.dump(obj, f, indent=indent))
