@@ -4,28 +4,15 @@ Multi-GPU / multi-node: torchrun --nproc_per_node N tools/train.py --cfg ... (on
 The loop lives in hrnet_pose.engine.trainer.
 """
 
-import argparse
 import sys
 from typing import Optional, Sequence
 
-from hrnet_pose.config import add_official_args, get_cfg, update_config
-from hrnet_pose.engine.distributed import cleanup
+from hrnet_pose.engine.cli import run_official_cli
 from hrnet_pose.engine.trainer import train
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Train keypoints network")
-    add_official_args(parser)
-    return parser.parse_args(argv)
-
-
 def main(argv: Optional[Sequence[str]] = None) -> dict:
-    args = parse_args(argv)
-    cfg = update_config(get_cfg(), args)
-    try:
-        return train(cfg, args.cfg)
-    finally:
-        cleanup()
+    return run_official_cli(train, "Train keypoints network", argv)
 
 
 if __name__ == "__main__":
