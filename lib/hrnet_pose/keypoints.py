@@ -15,6 +15,14 @@ import numpy as np
 import yaml
 
 
+def flip_permutation(flip_pairs: Sequence[Sequence[int]], num_keypoints: int) -> np.ndarray:
+    """Left/right pairs [[a, b], ...] -> the permutation [K] that swaps each pair (identity elsewhere)."""
+    index = np.arange(num_keypoints)
+    for a, b in flip_pairs:
+        index[a], index[b] = b, a
+    return index
+
+
 @dataclass(frozen=True)
 class KeypointSet:
     """An immutable description of one keypoint layout."""
@@ -40,10 +48,7 @@ class KeypointSet:
     @property
     def flip_index(self) -> np.ndarray:
         """Permutation `p` such that `flipped[:, p]` swaps every left/right pair; `p[p] == identity`."""
-        index = np.arange(self.num_keypoints)
-        for a, b in self.flip_pairs:
-            index[a], index[b] = b, a
-        return index
+        return flip_permutation(self.flip_pairs, self.num_keypoints)
 
     def weights(self) -> np.ndarray:
         """Per-keypoint loss weights, [K, 1] float32 (ones unless the set defines them)."""

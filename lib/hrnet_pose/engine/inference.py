@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..codecs.heatmap import HeatmapCodec
+from ..keypoints import flip_permutation
 
 FlipSpec = Union[np.ndarray, Sequence[int], Sequence[Sequence[int]], torch.Tensor]
 
@@ -23,10 +24,7 @@ def _flip_index(flip: FlipSpec, num_joints: int) -> np.ndarray:
     """A permutation [K] from either a flip index [K] or flip pairs [P,2]."""
     arr = np.asarray(flip.cpu() if isinstance(flip, torch.Tensor) else flip, dtype=np.int64)
     if arr.ndim == 2 and arr.shape[1] == 2 or arr.size == 0:
-        index = np.arange(num_joints)
-        for a, b in arr.reshape(-1, 2):
-            index[a], index[b] = b, a
-        return index
+        return flip_permutation(arr.reshape(-1, 2), num_joints)
     if arr.ndim != 1 or arr.shape[0] != num_joints or sorted(arr.tolist()) != list(range(num_joints)):
         raise ValueError(f"flip spec must be a permutation of {num_joints} joints or [P,2] pairs, got {arr.tolist()}")
     return arr

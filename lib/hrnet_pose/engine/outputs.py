@@ -7,7 +7,6 @@
 Only rank 0 writes files; other ranks log warnings and errors to the console.
 """
 
-import json
 import logging
 import os
 import sys
@@ -79,10 +78,6 @@ def dump_config(cfg: Any, output_dir: str, name: str = "config.yaml") -> str:
     path = os.path.join(output_dir, name)
     atomic_write_text(cfg.dump(), path)
     return path
-
-
-def write_json(obj: Any, path: str) -> None:
-    atomic_write_text(json.dumps(obj, indent=2), path)
 
 
 class TensorBoard:

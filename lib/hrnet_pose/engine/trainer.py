@@ -22,13 +22,14 @@ from tqdm import tqdm
 from ..codecs.heatmap import build_codec
 from ..datasets.build import build_dataloader, build_dataset
 from ..evaluation.pck import accuracy
+from ..fileio import write_json_atomic
 from ..models import build_model
 from ..models.loss import build_loss
 from . import checkpoint as ckpt_io
 from .debug import save_debug_images
 from .distributed import DistInfo, all_gather_object, any_true, barrier, broadcast_object, init_distributed
 from .optim import ModelEma, build_optimizer, build_scheduler
-from .outputs import TensorBoard, close_logging, dump_config, run_paths, setup_logging, write_json
+from .outputs import TensorBoard, close_logging, dump_config, run_paths, setup_logging
 from .validate import Validator, autocast_context
 
 logger = logging.getLogger(__name__)
@@ -293,7 +294,7 @@ class Trainer:
             final = ckpt_io.bare_state_dict(self.eval_model())
             if self.info.is_main:
                 ckpt_io.atomic_save(final, os.path.join(self.paths.output_dir, ckpt_io.FINAL_NAME))
-                write_json(self.history, os.path.join(self.paths.output_dir, "history.json"))
+                write_json_atomic(self.history, os.path.join(self.paths.output_dir, "history.json"), indent=2)
                 logger.info("=> saving final model state to %s", os.path.join(self.paths.output_dir,
                                                                                 ckpt_io.FINAL_NAME))
         barrier()

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from ..evaluation.coco_keypoints import CocoKeypointEvaluator, describe_protocol, format_results_table
 from ..evaluation.pck import accuracy
+from ..fileio import write_json_atomic
 from .checkpoint import unwrap_model
 from .debug import save_debug_images
 from .distributed import all_gather_object, broadcast_object, is_main_process
@@ -138,7 +139,7 @@ def evaluate_model_file(cfg: Any, cfg_path: str) -> Dict[str, Any]:
     from ..models.loss import build_loss
     from .checkpoint import FINAL_NAME
     from .distributed import init_distributed
-    from .outputs import close_logging, dump_config, run_paths, setup_logging, write_json
+    from .outputs import close_logging, dump_config, run_paths, setup_logging
 
     info = init_distributed(cfg.ENGINE.DIST_BACKEND, cfg.ENGINE.DEVICE)
     paths = run_paths(cfg, cfg_path, "test", broadcast_object(time.strftime("%Y-%m-%d-%H-%M")))
@@ -168,7 +169,7 @@ def evaluate_model_file(cfg: Any, cfg_path: str) -> Dict[str, Any]:
         metrics = validator.run(model)
         metrics["model_file"] = model_file
         if info.is_main:
-            write_json(metrics, os.path.join(paths.output_dir, "metrics.json"))
+            write_json_atomic(metrics, os.path.join(paths.output_dir, "metrics.json"), indent=2)
             logger.info("=> wrote %s", os.path.join(paths.output_dir, "metrics.json"))
         metrics["output_dir"] = paths.output_dir
         return metrics
