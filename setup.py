@@ -23,5 +23,6 @@ setup(
     extras_require={
         "dev": ["pytest>=7", "onnx>=1.14", "onnxruntime>=1.16", "faster-coco-eval>=1.5"],
         "fast-eval": ["faster-coco-eval>=1.5"],
+        "onnx": ["onnx>=1.14", "onnxruntime>=1.16"],  # tools/export.py and .onnx weights (onnxruntime-gpu for CUDA)
     },
 )

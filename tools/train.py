@@ -2,6 +2,10 @@
 
 Multi-GPU / multi-node: torchrun --nproc_per_node N tools/train.py --cfg ... (one process per GPU, DDP).
 The loop lives in hrnet_pose.engine.trainer.
+
+A wrong config key or value, a missing file or a checkpoint that does not fit prints `error: ...` (and a hint) on
+stderr and exits with status 2; --debug (or HRNET_POSE_DEBUG=1) shows the traceback instead. The resolved config is
+written to the log file and config.yaml in the output folder, not to the console.
 """
 
 import sys
@@ -9,6 +13,7 @@ from typing import Optional, Sequence
 
 from hrnet_pose.engine.cli import run_official_cli
 from hrnet_pose.engine.trainer import train
+from hrnet_pose.errors import run_cli
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
@@ -16,4 +21,4 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(run_cli(main))

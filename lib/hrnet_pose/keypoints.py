@@ -14,6 +14,12 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 import yaml
 
+from .errors import UserError
+
+
+class KeypointSetError(UserError, ValueError):
+    """A keypoint-set yaml (DATASET.KEYPOINT_SET) is missing, malformed or inconsistent."""
+
 
 def flip_permutation(flip_pairs: Sequence[Sequence[int]], num_keypoints: int) -> np.ndarray:
     """Left/right pairs [[a, b], ...] -> the permutation [K] that swaps each pair (identity elsewhere)."""
@@ -108,17 +114,17 @@ def _resolve_ids(items: Sequence, names: Sequence[str], key: str, path: str) -> 
     def one(v):
         if isinstance(v, str):
             if v not in names:
-                raise ValueError(f"{path}: '{key}' names unknown keypoint '{v}'; known: {list(names)}")
+                raise KeypointSetError(f"{path}: '{key}' names unknown keypoint '{v}'; known: {list(names)}")
             return names.index(v)
         if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < len(names):
-            raise ValueError(f"{path}: '{key}' has {v!r}; expected a keypoint name or an id in [0, {len(names) - 1}]")
+            raise KeypointSetError(f"{path}: '{key}' has {v!r}; expected a keypoint name or an id in [0, {len(names) - 1}]")
         return v
 
     out = []
     for item in items:
         if isinstance(item, (list, tuple)):
             if len(item) != 2:
-                raise ValueError(f"{path}: '{key}' entries must be pairs, got {item!r}")
+                raise KeypointSetError(f"{path}: '{key}' entries must be pairs, got {item!r}")
             out.append((one(item[0]), one(item[1])))
         else:
             out.append(one(item))
@@ -133,30 +139,30 @@ def load_keypoint_set(path: str) -> KeypointSet:
         spec = yaml.safe_load(f) or {}
     for key in ("keypoints", "sigmas"):
         if key not in spec:
-            raise ValueError(f"{path}: missing required key '{key}' (required: keypoints, sigmas)")
+            raise KeypointSetError(f"{path}: missing required key '{key}' (required: keypoints, sigmas)")
     names = [str(n) for n in spec["keypoints"]]
     if len(set(names)) != len(names):
-        raise ValueError(f"{path}: 'keypoints' has duplicate names: {names}")
+        raise KeypointSetError(f"{path}: 'keypoints' has duplicate names: {names}")
     k = len(names)
     sigmas = np.asarray(spec["sigmas"], dtype=np.float64)
     if sigmas.shape != (k,) or not np.all(sigmas > 0):
-        raise ValueError(f"{path}: 'sigmas' must be {k} positive numbers (one per keypoint), got {spec['sigmas']}")
+        raise KeypointSetError(f"{path}: 'sigmas' must be {k} positive numbers (one per keypoint), got {spec['sigmas']}")
     flip_pairs = _resolve_ids(spec.get("flip_pairs", []), names, "flip_pairs", path)
     seen = [i for pair in flip_pairs for i in pair]
     if len(seen) != len(set(seen)):
-        raise ValueError(f"{path}: 'flip_pairs' uses a keypoint twice: {flip_pairs}")
+        raise KeypointSetError(f"{path}: 'flip_pairs' uses a keypoint twice: {flip_pairs}")
     skeleton = _resolve_ids(spec.get("skeleton", []), names, "skeleton", path)
     upper = _resolve_ids(spec.get("upper_body", list(range(k))), names, "upper_body", path)
     colors = spec.get("colors")
     if colors is None:
         colors = [(0, 255, 0)] * k
     elif len(colors) != k or any(len(c) != 3 for c in colors):
-        raise ValueError(f"{path}: 'colors' must be {k} [r, g, b] triples")
+        raise KeypointSetError(f"{path}: 'colors' must be {k} [r, g, b] triples")
     joints_weight = spec.get("joints_weight")
     if joints_weight is not None:
         joints_weight = np.asarray(joints_weight, dtype=np.float32)
         if joints_weight.shape != (k,):
-            raise ValueError(f"{path}: 'joints_weight' must have {k} numbers")
+            raise KeypointSetError(f"{path}: 'joints_weight' must have {k} numbers")
     return KeypointSet(
         name=str(spec.get("name", os.path.splitext(os.path.basename(path))[0])),
         names=tuple(names),
@@ -177,4 +183,4 @@ def get_keypoint_set(spec: Union[str, KeypointSet, None] = None) -> KeypointSet:
         return COCO17
     if isinstance(spec, str) and spec.endswith((".yaml", ".yml")):
         return load_keypoint_set(spec)
-    raise ValueError(f"unknown keypoint set {spec!r}: use 'coco' or a path to a .yaml keypoint-set file")
+    raise KeypointSetError(f"unknown keypoint set {spec!r}: use 'coco' or a path to a .yaml keypoint-set file")

@@ -1,4 +1,5 @@
-"""Flip test: flip_back / SHIFT_HEATMAP parity, flip twice = identity, batched flip = official two-forward average."""
+"""Flip test: flip_back / SHIFT_HEATMAP parity, flip twice = identity, batched flip = official two-forward average,
+merge_flip in float32, and the codec's alignment: a flip test of an input that is its own mirror is mirror-symmetric."""
 
 import tempfile
 from pathlib import Path
@@ -9,7 +10,13 @@ import torch
 from torch import nn
 
 from hrnet_pose.codecs import HeatmapCodec
-from hrnet_pose.engine.inference import flip_back, inference_with_flip, predict_keypoints, shift_heatmap_right
+from hrnet_pose.engine.inference import (
+    flip_back,
+    inference_with_flip,
+    merge_flip,
+    predict_keypoints,
+    shift_heatmap_right,
+)
 from hrnet_pose.keypoints import COCO17, load_keypoint_set
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures"
@@ -118,3 +125,131 @@ def test_predict_keypoints_batched_over_persons():
         p, m = predict_keypoints(model, images[i:i + 1], centers[i:i + 1], scales[i:i + 1], codec, COCO17.flip_index)
         np.testing.assert_allclose(p[0], preds[i], atol=1e-4)
         np.testing.assert_allclose(m[0], maxvals[i], atol=1e-5)
+
+
+@pytest.mark.parametrize("shift", [True, False])
+def test_merge_flip_is_the_official_average_for_numpy_and_torch(shift):
+    rng = np.random.default_rng(2)
+    plain = rng.normal(size=(2, 17, 16, 12)).astype(np.float32)
+    mirrored = rng.normal(size=(2, 17, 16, 12)).astype(np.float32)
+    back = flip_back(mirrored, COCO17.flip_pairs)
+    expected = (plain + (shift_heatmap_right(back) if shift else back)) * 0.5
+    got = merge_flip(plain, mirrored, COCO17.flip_index, shift)
+    assert isinstance(got, np.ndarray) and got.dtype == np.float32
+    np.testing.assert_array_equal(got, expected)
+    got_t = merge_flip(torch.from_numpy(plain), torch.from_numpy(mirrored), COCO17.flip_index, shift)
+    assert isinstance(got_t, torch.Tensor) and got_t.dtype == torch.float32
+    np.testing.assert_array_equal(got_t.numpy(), expected)
+
+
+def test_merge_flip_averages_low_precision_outputs_in_float32():
+    rng = np.random.default_rng(3)
+    a, b = (torch.from_numpy(rng.random((1, 17, 16, 12)).astype(np.float32)).to(torch.bfloat16) for _ in range(2))
+    got = merge_flip(a, b, COCO17.flip_index, True)
+    assert got.dtype == torch.float32
+    expected = merge_flip(a.float(), b.float(), COCO17.flip_index, True)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)  # no bf16 rounding of the sum
+    got16 = merge_flip(a.float().numpy().astype(np.float16), b.float().numpy().astype(np.float16), COCO17.flip_index,
+                       False)
+    assert got16.dtype == np.float32
+    with pytest.raises(ValueError, match="same"):
+        merge_flip(a, b[:, :5], COCO17.flip_index, True)
+
+
+def _blobs(seed: int, h: int = 64, w: int = 48) -> np.ndarray:
+    """[1,17,h,w] heatmaps: one gaussian per channel at a random interior place with a random height."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:h, 0:w]
+    c = np.c_[rng.uniform(6, w - 7, 17), rng.uniform(6, h - 7, 17)]
+    g = np.exp(-((xs[None] - c[:, :1, None]) ** 2 + (ys[None] - c[:, 1:, None]) ** 2) / 8.0)
+    return (g * rng.uniform(0.5, 1.0, (17, 1, 1)))[None].astype(np.float32)
+
+
+def _pairs():
+    return [(a, b) for a, b in COCO17.flip_pairs]
+
+
+def _mirror_consistent_blobs(seed: int, h: int = 64, w: int = 48) -> np.ndarray:
+    """[1,17,h,w]: one gaussian per left channel, its right partner the mirror image (a mirror-consistent model)."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:h, 0:w]
+    out = np.zeros((1, 17, h, w), np.float32)
+    for a, b in COCO17.flip_pairs:
+        cx, cy = rng.uniform(6, w - 7), rng.uniform(6, h - 7)
+        out[0, a] = np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / 8.0)
+        out[0, b] = out[0, a, :, ::-1]
+    return out
+
+
+def _udp_symmetry_error(codec, heatmaps, image_size):
+    merged = merge_flip(heatmaps, heatmaps, COCO17.flip_index, codec.flip_shift)
+    np.testing.assert_array_equal(flip_back(merged, COCO17.flip_index), merged)  # symmetric, bit for bit
+    center = np.array([[(image_size[0] - 1) / 2, (image_size[1] - 1) / 2]])
+    scale = np.array([[(image_size[0] - 1) / 200, (image_size[1] - 1) / 200]])
+    preds, _ = codec.decode(merged, center, scale)
+    # left/right partners must mirror each other about the input's own axis x = (W - 1) / 2
+    a, b = np.array(COCO17.flip_pairs).T
+    return max(np.abs(preds[0, a, 0] + preds[0, b, 0] - (image_size[0] - 1)).max(),
+               np.abs(preds[0, a, 1] - preds[0, b, 1]).max())
+
+
+def test_udp_flip_test_of_a_self_mirror_input_is_exactly_mirror_symmetric():
+    """The input is its own mirror image, so the model's heatmaps on it and on its mirror are the same H."""
+    image_size = (192, 256)
+    argmax = HeatmapCodec(image_size, (48, 64), 2, use_udp=True, shift_heatmap=True, post_process=True)
+    dark = HeatmapCodec(image_size, (48, 64), 2, use_udp=True, shift_heatmap=True, decoder="dark")
+    for seed in range(5):
+        assert _udp_symmetry_error(argmax, _blobs(seed), image_size) < 1e-4
+        assert _udp_symmetry_error(dark, _mirror_consistent_blobs(seed), image_size) < 1e-4
+    # what a shifted flip (TEST.SHIFT_HEATMAP taken at face value under UDP) does to the same input
+    shifted = merge_flip(_blobs(0), _blobs(0), COCO17.flip_index, True)
+    assert np.abs(flip_back(shifted, COCO17.flip_index) - shifted).max() > 0.1
+
+
+def test_udp_dark_symmetry_is_limited_by_the_authors_mixed_derivative_stencil():
+    """The UDP authors' mixed term uses the (x+1, y+1) / (x-1, y-1) diagonal only, which is not mirror-symmetric:
+    where a flip-test average is not log-quadratic (here two disagreeing blobs per channel) partners differ by up to
+    0.055 image px (0.014 heatmap px). (Shifting the UDP flip, the old behaviour, puts partners 4.06 image px, one
+    heatmap column, off the axis with either decoder.)"""
+    image_size = (192, 256)
+    dark = HeatmapCodec(image_size, (48, 64), 2, use_udp=True, decoder="dark")
+    errors = [_udp_symmetry_error(dark, _blobs(seed), image_size) for seed in range(5)]
+    assert 1e-3 < max(errors) < 0.06
+
+
+def test_official_flip_test_of_a_self_mirror_input_is_symmetric_about_the_shifted_axis():
+    """Without UDP the shifted flip maps heatmap column x to w - x, i.e. crop x to W - x: the result is exactly
+    symmetric about W / 2, half a crop pixel from the input's own axis (W - 1) / 2 (the official shift's residual)."""
+    image_size = (192, 256)
+    codec = HeatmapCodec(image_size, (48, 64), 2, post_process=True, shift_heatmap=True)
+    heatmaps = _blobs(seed=5)
+    merged = merge_flip(heatmaps, heatmaps, COCO17.flip_index, codec.flip_shift)
+    mirrored = flip_back(merged, COCO17.flip_index)  # column x -> w - 1 - x
+    np.testing.assert_array_equal(mirrored[..., :-1], merged[..., 1:])  # i.e. column x -> w - x, bit for bit
+    center = np.array([[image_size[0] / 2, image_size[1] / 2]], np.float32)
+    scale = np.array([[image_size[0] / 200, image_size[1] / 200]], np.float32)
+    preds, _ = codec.decode(merged, center, scale)
+    for a, b in _pairs():
+        assert preds[0, a, 0] + preds[0, b, 0] == pytest.approx(image_size[0], abs=1e-3)
+        assert preds[0, a, 1] == pytest.approx(preds[0, b, 1], abs=1e-4)
+
+
+def test_predict_keypoints_on_a_self_mirror_image_with_udp_is_mirror_symmetric():
+    torch.manual_seed(6)
+    model = _TinyNet().eval()
+    with torch.no_grad():
+        model.body[-1].bias += 5.0  # positive maps, so no keypoint is zeroed for a non-positive maximum
+    half = torch.randn(2, 3, 64, 48)
+    images = (half + half.flip(3)) / 2  # its own mirror image, bit for bit
+    assert torch.equal(images, images.flip(3))
+    codec = HeatmapCodec((48, 64), (12, 16), 2, use_udp=True, shift_heatmap=True, post_process=True)
+    heatmaps = inference_with_flip(model, images, COCO17.flip_index, True, codec.flip_shift)
+    torch.testing.assert_close(flip_back(heatmaps, COCO17.flip_index), heatmaps, rtol=0, atol=0)
+    centers = np.array([[23.5, 31.5], [23.5, 31.5]])
+    scales = np.array([[47 / 200, 63 / 200], [47 / 200, 63 / 200]])
+    preds, _ = predict_keypoints(model, images, centers, scales, codec, COCO17.flip_index)
+    for a, b in _pairs():
+        np.testing.assert_allclose(preds[:, a, 0] + preds[:, b, 0], 47.0, atol=1e-4)
+        np.testing.assert_allclose(preds[:, a, 1], preds[:, b, 1], atol=1e-4)
+    with pytest.raises(ValueError, match="UDP"):
+        predict_keypoints(model, images, centers, scales, codec, COCO17.flip_index, shift_heatmap=True)

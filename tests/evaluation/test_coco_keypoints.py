@@ -223,3 +223,16 @@ def test_results_table_and_protocol_line():
     line = describe_protocol(False, "dets.json", True, "dark", (192, 256))
     assert line == "detector boxes from dets.json, flip test on, decoder dark, input 192x256 (WxH)"
     assert describe_protocol(True, None, False, "default", (288, 384)).startswith("GT boxes, flip test off")
+
+
+def test_protocol_line_names_alignment_refinement_precision_and_backend():
+    line = describe_protocol(True, None, True, "dark", (192, 256), udp=True, flip_alignment="exact (UDP), not shifted",
+                             refinement="DARK-UDP", forward_precision="bf16", backend="faster_coco_eval")
+    assert line == ("GT boxes, flip test on, decoder dark, input 192x256 (WxH); UDP on; flip: exact (UDP), not shifted; "
+                    "refinement: DARK-UDP; forward bf16 autocast, heatmaps decoded in float32; "
+                    "COCO eval: faster_coco_eval")
+    # no flip test: no flip alignment; fp32 is said plainly
+    line = describe_protocol(False, "d.json", False, "default", (192, 256), udp=False, flip_alignment="not shifted",
+                             refinement="argmax only", forward_precision="", backend="pycocotools")
+    assert line == ("detector boxes from d.json, flip test off, decoder default, input 192x256 (WxH); UDP off; "
+                    "refinement: argmax only; forward fp32; COCO eval: pycocotools")

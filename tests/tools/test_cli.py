@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from hrnet_pose.datasets.synthetic import generate_synthetic_coco
+from hrnet_pose.evaluation import run_cocoeval
 from hrnet_pose.models import CheckpointMismatchError
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -59,13 +60,15 @@ def coco_root(tmp_path_factory):
     return str(root)
 
 
-def _check_outputs(out_dir, result, num_instances, capsys):
+def _check_outputs(out_dir, result, num_instances, capsys, ann_file):
     printed = capsys.readouterr().out
     assert "| Arch | AP | Ap .5 | AP .75 | AP (M) | AP (L) | AR | AR .5 | AR .75 | AR (M) | AR (L) |" in printed
     with open(os.path.join(out_dir, "metrics.json")) as f:
         metrics = json.load(f)
+    # every stat is what pycocotools computes from the results json the run wrote, not merely a number in range
+    expected = run_cocoeval(ann_file, os.path.join(out_dir, "results", "keypoints_val2017_results_0.json"))
     for key in STATS:
-        assert metrics[key] == result[key] and -1.0 <= metrics[key] <= 1.0
+        assert metrics[key] == result[key] == expected[key]
     assert metrics["num_instances"] == num_instances
     assert metrics["input_size"] == [64, 96] and metrics["flip_test"] is True and metrics["decoder"] == "default"
     assert metrics["protocol"] in printed  # the table is followed by boxes / flip / decoder / input size
@@ -90,12 +93,13 @@ def test_test_py_official_weights_on_real_coco(coco_root, tmp_path, capsys):
     out_dir = str(tmp_path / "output" / "coco" / "pose_hrnet" / "official_hrnet_tiny_a")
 
     gt = test_tool.main(base)
-    metrics, printed = _check_outputs(out_dir, gt, 12, capsys)  # 12 persons with keypoints in the 4 images
+    ann = os.path.join(coco_root, "annotations", "person_keypoints_val2017.json")
+    metrics, printed = _check_outputs(out_dir, gt, 12, capsys, ann)  # 12 persons with keypoints in the 4 images
     assert metrics["boxes"] == "GT" and "GT boxes, flip test on, decoder default, input 64x96" in printed
 
     det_file = os.path.join(coco_root, "person_detection_results", "COCO_val2017_detections_AP_H_56_person_mini.json")
     det = test_tool.main(base + ["TEST.USE_GT_BBOX", "False", "TEST.COCO_BBOX_FILE", det_file])
-    metrics, printed = _check_outputs(out_dir, det, 118, capsys)  # every detector box (IMAGE_THRE 0.0)
+    metrics, printed = _check_outputs(out_dir, det, 118, capsys, ann)  # every detector box (IMAGE_THRE 0.0)
     assert metrics["boxes"] == "detector" and metrics["bbox_file"] == det_file
     assert f"detector boxes from {det_file}" in printed
 
@@ -153,3 +157,55 @@ def test_train_then_test_on_synthetic(tmp_path, capsys):
     assert "| Arch | AP |" in printed and "GT boxes, flip test on, decoder default, input 64x96 (WxH)" in printed
     with open(os.path.join(out_dir, "metrics.json")) as f:
         assert json.load(f)["AP"] == tested["AP"]
+
+
+def _run_test_py(args, env_extra=None):
+    """tools/test.py in a fresh interpreter, as a user runs it: (exit status, stdout, stderr)."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "HRNET_POSE_DEBUG"}
+    env.update(OMP_NUM_THREADS="1", **(env_extra or {}))
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "tools", "test.py"), "--cfg", TINY_YAML] + args + COMMON,
+                          capture_output=True, text=True, env=env, timeout=300)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def _assert_user_error(result, *expected):
+    code, out, err = result
+    tail = "\n".join(err.strip().splitlines()[-5:])
+    assert code == 2, err
+    assert "Traceback" not in err and "Traceback" not in out
+    assert any(line.startswith("error: ") for line in tail.splitlines()), tail
+    for text in expected:
+        assert text in tail, (text, tail)
+
+
+def test_test_py_user_errors_are_one_message_and_status_2(coco_root, tmp_path):
+    weights = _official_release_file(tmp_path)
+    base = ["--modelDir", str(tmp_path / "output"), "DATASET.ROOT", coco_root]
+
+    _assert_user_error(_run_test_py(base + ["TEST.FLIP_TST", "False"]),
+                       "unknown config key 'TEST.FLIP_TST'", "did you mean 'TEST.FLIP_TEST'")
+
+    missing = _run_test_py(base + ["TEST.MODEL_FILE", weights, "DATASET.TEST_SET", "val2099"])
+    _assert_user_error(missing, "annotation file not found: "
+                       + os.path.join(coco_root, "annotations", "person_keypoints_val2099.json"))
+    assert "FINAL_CONV_KERNEL" not in missing[1]  # the config dump is not on the console...
+    out_dir = tmp_path / "output" / "coco" / "pose_hrnet" / "official_hrnet_tiny_a"
+    logs = glob.glob(str(out_dir / "official_hrnet_tiny_a_*_test.log"))
+    assert logs and "FINAL_CONV_KERNEL" in open(logs[0]).read()  # ... it is in the log file
+
+    state = torch.load(weights, weights_only=True)
+    del state["final_layer.bias"]
+    broken = str(tmp_path / "broken.pth")
+    torch.save(state, broken)
+    _assert_user_error(_run_test_py(base + ["TEST.MODEL_FILE", broken]),
+                       f"checkpoint {broken} does not match the model: 1 missing key (final_layer.bias)",
+                       "hint: check MODEL.EXTRA")
+
+
+def test_test_py_debug_shows_the_traceback(tmp_path):
+    for args, env in ((["--debug"], None), ([], {"HRNET_POSE_DEBUG": "1"})):
+        code, _, err = _run_test_py(args + ["TEST.FLIP_TST", "False"], env)
+        assert code == 1 and "Traceback" in err and "TEST.FLIP_TST" in err

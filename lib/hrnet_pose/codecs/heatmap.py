@@ -1,16 +1,32 @@
-"""Gaussian heatmap codec: joints -> training targets, and heatmaps -> keypoints in image coordinates.
+"""Gaussian heatmap codec: joints -> training targets, heatmaps -> keypoints in image coordinates, and the flip-test
+alignment and sub-pixel refinement that belong to each coordinate convention.
 
-Encoding is the official HRNet `JointsDataset.generate_target` (Sun et al., CVPR 2019): an unnormalised gaussian
-(peak 1, window 6*sigma+1) centred on the integer heatmap pixel `int(x / stride + 0.5)`. With `use_udp` it is the
-unbiased encoding of UDP (Huang et al., CVPR 2020, "The Devil is in the Details"): stride `(image - 1) / (heatmap - 1)`
-and a gaussian centred on the exact sub-pixel location.
+Encoding
+- default: the official HRNet `JointsDataset.generate_target` (Sun et al., CVPR 2019): an unnormalised gaussian
+  (peak 1, window 6*sigma+1) centred on the integer heatmap pixel `int(x / stride + 0.5)`, stride image/heatmap.
+- `unbiased_encoding` (DARK, Zhang et al., CVPR 2020; ilovepose/DarkPose `generate_target`): the gaussian is centred
+  on the exact sub-pixel location `x / stride` and covers the whole map; a joint whose 3-sigma window misses the map
+  gets weight 0.
+- `use_udp` (UDP, Huang et al., CVPR 2020, "The Devil is in the Details"): stride `(image - 1) / (heatmap - 1)` and
+  the official window around `int(mu + 0.5)` holding a gaussian centred on the exact sub-pixel location.
 
-Decoding is the official `get_final_preds`: argmax, the +-0.25 "quarter offset" towards the higher neighbour (with the
-official border rules), then the inverse crop affine that uses only `scale[0]`; or DARK (Zhang et al., CVPR 2020,
-"Distribution-Aware Coordinate Representation"): blur, log, second-order Taylor expansion at the argmax.
+Decoding: integer argmax, then one refinement, then the inverse crop affine (official: `scale[0]` only; UDP: its
+own warp, `geometry.get_warp_matrix_udp`):
+- `quarter_offset` (official `get_final_preds`, TEST.POST_PROCESS): +-0.25 towards the higher neighbour;
+- `dark` (DarkPose): `codecs.dark.dark_refine`; `dark_udp` (the UDP authors' DARK): `codecs.dark.dark_udp_refine`;
+- `none`: the argmax alone.
+Under UDP the quarter offset is never added (the UDP authors do not; their coordinates are unbiased already), so
+`decoder="default"` is the argmax and `decoder="dark"` is their DARK form. (In their HRNet-based release
+TEST.POST_PROCESS switches that DARK step on; here CODEC.DECODER alone chooses the refinement.)
 
-Shapes: `encode(joints [K,3], joints_vis [K,3] or [K]) -> (target [K,h,w] float32, target_weight [K,1] float32)`;
-`decode(heatmaps [N,K,h,w], center [N,2], scale [N,2]) -> (preds [N,K,2] float32, maxvals [N,K,1] float32)`.
+Flip test: the official code shifts flipped-back heatmaps one column right (TEST.SHIFT_HEATMAP) because its flip
+`x -> W-1-x` lands 0.75 heatmap px off at stride 4 (x/4 -> W/4 - 1/4 - x/4). Under UDP the mirror is exact in
+heatmap space (`x -> w-1-x`), so `flip_shift` is False whatever TEST.SHIFT_HEATMAP says. Every flip-test caller uses
+`codec.flip_shift`.
+
+Heatmaps are decoded in float32 whatever dtype they come in (a bf16/fp16 forward included); the refinements compute
+in float64. Shapes: `encode(joints [K,3], joints_vis [K,3] or [K]) -> (target [K,h,w] float32, target_weight [K,1]
+float32)`; `decode(heatmaps [N,K,h,w], center [N,2], scale [N,2]) -> (preds [N,K,2] float32, maxvals [N,K,1] float32)`.
 """
 
 import logging
@@ -19,16 +35,40 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 from .. import geometry
+from .dark import dark_refine, dark_udp_refine
 
 logger = logging.getLogger(__name__)
 
 DECODERS = ("default", "dark")
 
+# machine names (metrics.json) -> the words of the protocol line
+REFINEMENT_TEXT = {
+    "quarter_offset": "argmax + quarter offset",
+    "none": "argmax only",
+    "dark": "DARK (argmax + Taylor step, DarkPose)",
+    "dark_udp": "DARK-UDP (argmax + Taylor step in UDP coordinates)",
+}
+FLIP_ALIGNMENT_TEXT = {
+    "shift": "shifted 1 heatmap px right (SHIFT_HEATMAP)",
+    "none": "not shifted",
+    "udp_exact": "exact (UDP), not shifted",
+}
+
+_logged_once: set = set()
+
+
+def _log_once(key: str, msg: str, *args) -> None:
+    # codecs are built several times per run (train set, val set, API); say it once per process
+    if key not in _logged_once:
+        _logged_once.add(key)
+        logger.info(msg, *args)
+
 
 def _to_numpy(heatmaps) -> np.ndarray:
+    """Heatmaps (numpy or torch, any float dtype) -> float32 numpy [N,K,H,W]."""
     if hasattr(heatmaps, "detach"):  # torch tensor, without importing torch here
         heatmaps = heatmaps.detach().cpu().float().numpy()
-    heatmaps = np.asarray(heatmaps)
+    heatmaps = np.asarray(heatmaps, dtype=np.float32)
     if heatmaps.ndim != 4:
         raise ValueError(f"heatmaps must be [N, K, H, W], got shape {heatmaps.shape}")
     return heatmaps
@@ -70,66 +110,11 @@ def quarter_offset(heatmaps: np.ndarray, coords: np.ndarray) -> np.ndarray:
     return out
 
 
-def _gaussian_kernel_1d(ksize: int) -> np.ndarray:
-    # OpenCV's sigma for sigma=0 (cv2.getGaussianKernel), so a kernel size means what it means in DARK/mmpose
-    sigma = 0.3 * ((ksize - 1) * 0.5 - 1) + 0.8
-    x = np.arange(ksize, dtype=np.float64) - (ksize - 1) / 2
-    kern = np.exp(-(x ** 2) / (2 * sigma ** 2))
-    return kern / kern.sum()
-
-
-def _blur(heatmaps: np.ndarray, ksize: int) -> np.ndarray:
-    """Separable gaussian blur with zero padding, vectorised over [N,K]; keeps each map's original maximum."""
-    kern = _gaussian_kernel_1d(ksize)
-    r = ksize // 2
-    h, w = heatmaps.shape[-2:]
-    padded = np.pad(heatmaps.astype(np.float64), ((0, 0), (0, 0), (r, r), (r, r)))
-    tmp = sum(kern[i] * padded[..., :, i:i + w] for i in range(ksize))
-    out = sum(kern[i] * tmp[..., i:i + h, :] for i in range(ksize))
-    orig_max = heatmaps.reshape(*heatmaps.shape[:2], -1).max(-1)
-    new_max = out.reshape(*out.shape[:2], -1).max(-1)
-    ratio = np.where(new_max > 0, orig_max / np.where(new_max > 0, new_max, 1.0), 1.0)
-    return out * ratio[..., None, None]
-
-
-def dark_refine(heatmaps: np.ndarray, coords: np.ndarray, blur_kernel: int = 11) -> np.ndarray:
-    """DARK sub-pixel refinement of integer argmax coords [N,K,2] -> float32 [N,K,2].
-
-    offset = -H^-1 g of the log heatmap at the argmax (finite differences, edge-replicated border). The refinement is
-    skipped where the Hessian is not negative definite (not a maximum) or the offset exceeds one pixel.
-    """
-    n, k, h, w = heatmaps.shape
-    logh = np.log(np.clip(_blur(heatmaps, blur_kernel), 1e-3, 50.0))
-    logh = np.pad(logh, ((0, 0), (0, 0), (1, 1), (1, 1)), mode="edge")
-    x = coords[..., 0].astype(np.int64) + 1
-    y = coords[..., 1].astype(np.int64) + 1
-    ni, ki = np.meshgrid(np.arange(n), np.arange(k), indexing="ij")
-
-    def at(dy: int, dx: int) -> np.ndarray:
-        return logh[ni, ki, y + dy, x + dx]
-
-    c = at(0, 0)
-    gx = 0.5 * (at(0, 1) - at(0, -1))
-    gy = 0.5 * (at(1, 0) - at(-1, 0))
-    dxx = at(0, 1) - 2 * c + at(0, -1)
-    dyy = at(1, 0) - 2 * c + at(-1, 0)
-    dxy = 0.25 * (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1))
-    det = dxx * dyy - dxy ** 2
-    ok = (det > 1e-12) & (dxx < 0)
-    safe = np.where(ok, det, 1.0)
-    # inverse of [[dxx, dxy], [dxy, dyy]] applied to the gradient
-    ox = -(dyy * gx - dxy * gy) / safe
-    oy = -(-dxy * gx + dxx * gy) / safe
-    ok &= (np.abs(ox) <= 1.0) & (np.abs(oy) <= 1.0)
-    offset = np.stack([np.where(ok, ox, 0.0), np.where(ok, oy, 0.0)], axis=-1)
-    return (coords + offset).astype(np.float32)
-
-
 class HeatmapCodec:
     """Encode joints into gaussian heatmaps and decode heatmaps back to image keypoints (see module docstring).
 
-    `post_process` (the quarter offset) applies to the default decoder only; DARK replaces it. With `use_udp` both
-    the encoding stride and the map back to the image (`geometry.get_warp_matrix_udp`) are the UDP ones.
+    `post_process` (the quarter offset) applies to the default decoder without UDP only; DARK replaces it and UDP
+    never adds it. `shift_heatmap` is the configured TEST.SHIFT_HEATMAP; `flip_shift` is what the flip test applies.
     """
 
     def __init__(
@@ -143,6 +128,8 @@ class HeatmapCodec:
         dark_blur_kernel: int = 11,
         joints_weight: Optional[np.ndarray] = None,
         use_different_joints_weight: bool = False,
+        shift_heatmap: bool = True,
+        unbiased_encoding: bool = False,
     ) -> None:
         if len(image_size) != 2 or len(heatmap_size) != 2:
             raise ValueError(f"image_size and heatmap_size must be (w, h), got {image_size} and {heatmap_size}")
@@ -154,6 +141,10 @@ class HeatmapCodec:
             raise ValueError(f"dark_blur_kernel must be a positive odd integer, got {dark_blur_kernel}")
         if use_different_joints_weight and joints_weight is None:
             raise ValueError("use_different_joints_weight=True needs joints_weight (one weight per keypoint)")
+        if unbiased_encoding and use_udp:
+            raise ValueError("unbiased_encoding (CODEC.UNBIASED_ENCODING, DARK's encoding with stride image/heatmap) "
+                             "and use_udp (CODEC.UDP, whose own encoding is already sub-pixel, with stride "
+                             "(image-1)/(heatmap-1)) exclude each other: switch one of them off")
         self.image_size = np.asarray(image_size, dtype=np.int64)
         self.heatmap_size = np.asarray(heatmap_size, dtype=np.int64)
         self.sigma = float(sigma)
@@ -163,11 +154,38 @@ class HeatmapCodec:
         self.dark_blur_kernel = int(dark_blur_kernel)
         self.joints_weight = None if joints_weight is None else np.asarray(joints_weight, np.float32).reshape(-1, 1)
         self.use_different_joints_weight = bool(use_different_joints_weight)
+        self.shift_heatmap = bool(shift_heatmap)
+        self.unbiased_encoding = bool(unbiased_encoding)
+        if self.use_udp and (self.shift_heatmap or (self.post_process and decoder == "default")):
+            _log_once("udp_overrides",
+                      "CODEC.UDP: the flip test is not shifted (TEST.SHIFT_HEATMAP %s ignored: the UDP flip is exact) "
+                      "and no quarter offset is added (TEST.POST_PROCESS %s ignored), as in the UDP authors' release; "
+                      "refinement: %s", self.shift_heatmap, self.post_process, REFINEMENT_TEXT[self.refinement])
+
+    @property
+    def flip_shift(self) -> bool:
+        """Whether flip-test callers shift the flipped-back heatmaps one column right: never under UDP."""
+        return self.shift_heatmap and not self.use_udp
+
+    @property
+    def flip_alignment(self) -> str:
+        """How the flip test aligns the mirrored heatmaps: 'udp_exact', 'shift' or 'none' (FLIP_ALIGNMENT_TEXT)."""
+        if self.use_udp:
+            return "udp_exact"
+        return "shift" if self.shift_heatmap else "none"
+
+    @property
+    def refinement(self) -> str:
+        """The sub-pixel step `decode` applies: 'quarter_offset', 'dark', 'dark_udp' or 'none' (REFINEMENT_TEXT)."""
+        if self.decoder == "dark":
+            return "dark_udp" if self.use_udp else "dark"
+        return "quarter_offset" if (self.post_process and not self.use_udp) else "none"
 
     def __repr__(self) -> str:
         return (f"HeatmapCodec(image_size={self.image_size.tolist()}, heatmap_size={self.heatmap_size.tolist()}, "
                 f"sigma={self.sigma}, use_udp={self.use_udp}, decoder={self.decoder!r}, "
-                f"post_process={self.post_process})")
+                f"post_process={self.post_process}, shift_heatmap={self.shift_heatmap}, "
+                f"unbiased_encoding={self.unbiased_encoding})")
 
     # ------------------------------------------------------------------ encode
     def encode(self, joints: np.ndarray, joints_vis: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -178,6 +196,19 @@ class HeatmapCodec:
         if joints.ndim != 2 or joints.shape[1] < 2 or vis.shape != (joints.shape[0],):
             raise ValueError(f"joints must be [K,2|3] and joints_vis [K] or [K,3]; got {joints.shape}, "
                              f"{np.shape(joints_vis)}")
+        if self.unbiased_encoding:
+            target, weight = self._encode_unbiased(joints, vis)
+        else:
+            target, weight = self._encode_windowed(joints, vis)
+        target_weight = weight.reshape(-1, 1)
+        if self.use_different_joints_weight:
+            if self.joints_weight.shape[0] != len(joints):
+                raise ValueError(f"joints_weight has {self.joints_weight.shape[0]} entries for {len(joints)} joints")
+            target_weight = target_weight * self.joints_weight
+        return target, target_weight.astype(np.float32)
+
+    def _encode_windowed(self, joints: np.ndarray, vis: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """The official window (and UDP's sub-pixel centre inside it)."""
         w, h = int(self.heatmap_size[0]), int(self.heatmap_size[1])
         tmp_size = self.sigma * 3
         size = 2 * tmp_size + 1
@@ -207,18 +238,27 @@ class HeatmapCodec:
         in_y = (ys >= 0) & (np.arange(h)[None, :] < br[:, 1:2]) & (ys < size)
         g = np.exp(-(gy[:, :, None] + gx[:, None, :]) / np.float32(2 * self.sigma ** 2))
         mask = in_y[:, :, None] & in_x[:, None, :] & (weight > 0.5)[:, None, None]
-        target = np.where(mask, g, 0.0).astype(np.float32)
+        return np.where(mask, g, 0.0).astype(np.float32), weight
 
-        target_weight = weight.reshape(-1, 1)
-        if self.use_different_joints_weight:
-            if self.joints_weight.shape[0] != len(joints):
-                raise ValueError(f"joints_weight has {self.joints_weight.shape[0]} entries for {len(joints)} joints")
-            target_weight = target_weight * self.joints_weight
-        return target, target_weight.astype(np.float32)
+    def _encode_unbiased(self, joints: np.ndarray, vis: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """DARK: a whole-map gaussian centred on `joint / stride` (stride image/heatmap, as DarkPose's heatmap
+        affine); weight 0 where the 3-sigma window `[int(mu - 3s), int(mu + 3s + 1))` misses the map."""
+        w, h = int(self.heatmap_size[0]), int(self.heatmap_size[1])
+        tmp_size = self.sigma * 3
+        mu = joints[:, :2] / (self.image_size / self.heatmap_size)
+        ul = np.trunc(mu - tmp_size)
+        br = np.trunc(mu + tmp_size + 1)
+        outside = (ul[:, 0] >= w) | (ul[:, 1] >= h) | (br[:, 0] < 0) | (br[:, 1] < 0)
+        weight = np.where(outside, 0.0, vis).astype(np.float32)
+        dx2 = (np.arange(w, dtype=np.float64)[None, :] - mu[:, :1]) ** 2  # [K, w]
+        dy2 = (np.arange(h, dtype=np.float64)[None, :] - mu[:, 1:2]) ** 2  # [K, h]
+        g = np.exp(-(dy2[:, :, None] + dx2[:, None, :]) / (2 * self.sigma ** 2))
+        return np.where((weight > 0.5)[:, None, None], g, 0.0).astype(np.float32), weight
 
     # ------------------------------------------------------------------ decode
     def decode(self, heatmaps, center: np.ndarray, scale: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """Heatmaps [N,K,h,w] (numpy or torch) + boxes -> (preds [N,K,2] image coords float32, maxvals [N,K,1])."""
+        """Heatmaps [N,K,h,w] (numpy or torch, any float dtype; decoded in float32) + boxes ->
+        (preds [N,K,2] image coords float32, maxvals [N,K,1] float32)."""
         hm = _to_numpy(heatmaps)
         n = hm.shape[0]
         # dtypes are kept: float32 boxes give the official float32 rounding in the inverse affine
@@ -227,11 +267,13 @@ class HeatmapCodec:
         if center.shape[0] != n or scale.shape[0] != n:
             raise ValueError(f"center {center.shape} and scale {scale.shape} must have one row per heatmap ({n})")
         coords, maxvals = get_max_preds(hm)
-        if self.decoder == "dark":
-            coords = dark_refine(hm, coords, self.dark_blur_kernel)
+        refinement = self.refinement
+        if refinement in ("dark", "dark_udp"):
+            refine = dark_udp_refine if refinement == "dark_udp" else dark_refine
+            coords = refine(hm, coords, self.dark_blur_kernel)
             # zero maps stay at (0, 0) as in the official decoder
             coords *= (maxvals > 0.0).astype(np.float32)
-        elif self.post_process:
+        elif refinement == "quarter_offset":
             coords = quarter_offset(hm, coords)
         return self.to_image(coords, center, scale, hm.shape[-2:]), maxvals
 
@@ -250,13 +292,15 @@ class HeatmapCodec:
 
 
 def build_codec(cfg) -> HeatmapCodec:
-    """HeatmapCodec from MODEL.{IMAGE_SIZE,HEATMAP_SIZE,SIGMA,TARGET_TYPE}, CODEC.*, TEST.POST_PROCESS and
-    LOSS.USE_DIFFERENT_JOINTS_WEIGHT (weights from DATASET.KEYPOINT_SET)."""
+    """HeatmapCodec from MODEL.{IMAGE_SIZE,HEATMAP_SIZE,SIGMA,TARGET_TYPE}, CODEC.*, TEST.{POST_PROCESS,
+    SHIFT_HEATMAP} and LOSS.USE_DIFFERENT_JOINTS_WEIGHT (weights from DATASET.KEYPOINT_SET)."""
     from ..keypoints import get_keypoint_set
 
     if cfg.MODEL.TARGET_TYPE != "gaussian":
         raise ValueError(f"MODEL.TARGET_TYPE {cfg.MODEL.TARGET_TYPE!r} is not supported; only 'gaussian' is "
                          "(as in the official code)")
+    if cfg.CODEC.DECODER not in DECODERS:
+        raise ValueError(f"CODEC.DECODER is {cfg.CODEC.DECODER!r}; valid: {list(DECODERS)}")
     kset = get_keypoint_set(cfg.DATASET.KEYPOINT_SET)
     return HeatmapCodec(
         image_size=tuple(cfg.MODEL.IMAGE_SIZE),
@@ -268,4 +312,6 @@ def build_codec(cfg) -> HeatmapCodec:
         dark_blur_kernel=cfg.CODEC.DARK_BLUR_KERNEL,
         joints_weight=kset.weights(),
         use_different_joints_weight=cfg.LOSS.USE_DIFFERENT_JOINTS_WEIGHT,
+        shift_heatmap=cfg.TEST.SHIFT_HEATMAP,
+        unbiased_encoding=cfg.CODEC.UNBIASED_ENCODING,
     )

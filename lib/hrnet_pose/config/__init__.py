@@ -1,18 +1,25 @@
 """Configuration: `get_cfg()` defaults (official keys, strict MODEL.EXTRA), yaml/CLI merging with clear errors."""
 
 import argparse
+import difflib
 import os
 from typing import Iterable, Optional, Sequence
 
 from yacs.config import CfgNode as CN
 
+from ..errors import UserError
 from .defaults import get_cfg
 
-__all__ = ["CN", "get_cfg", "load_config", "merge_opts", "update_config", "add_official_args"]
+__all__ = ["CN", "ConfigError", "get_cfg", "check_config", "load_config", "merge_opts", "update_config",
+           "add_official_args"]
+
+FUSE_METHODS = ("SUM",)  # the only fusion HRNet builds (the official code reads FUSE_METHOD and always sums)
+DATA_FORMATS = ("jpg", "jpeg", "png")  # images are read as files by the annotation's file_name
 
 
-class ConfigError(ValueError):
-    """A config file or override names a key that does not exist or gives a value of the wrong type."""
+class ConfigError(UserError, ValueError):
+    """A config file or override names a key that does not exist, gives a value of the wrong type, or a value the
+    code does not implement."""
 
 
 def _valid_keys(cfg: CN, dotted: str) -> list:
@@ -29,7 +36,9 @@ def _explain(cfg: CN, err: Exception, source: str) -> ConfigError:
     if "Non-existent" in msg and ":" in msg:
         key = msg.split(":", 1)[1].strip()
         valid = _valid_keys(cfg, key)
-        return ConfigError(f"{source}: unknown config key '{key}'. Valid keys at that level: {valid}")
+        close = difflib.get_close_matches(key.split(".")[-1], valid, n=1)
+        guess = f" (did you mean '{'.'.join(key.split('.')[:-1] + close)}'?)" if close else ""
+        return ConfigError(f"{source}: unknown config key '{key}'{guess}. Valid keys at that level: {valid}")
     return ConfigError(f"{source}: {msg}")
 
 
@@ -54,23 +63,44 @@ def merge_opts(cfg: CN, opts: Optional[Sequence[str]]) -> None:
         raise _explain(cfg, err, "command line") from err
 
 
+def check_config(cfg: CN) -> None:
+    """Values the yaml may spell but the code does not implement are errors, not silently ignored:
+    MODEL.EXTRA.STAGE{2,3,4}.FUSE_METHOD must be 'SUM' and DATASET.DATA_FORMAT one of `DATA_FORMATS`."""
+    for stage in ("STAGE2", "STAGE3", "STAGE4"):
+        method = cfg.MODEL.EXTRA[stage].FUSE_METHOD
+        if str(method).upper() not in FUSE_METHODS:
+            raise ConfigError(f"MODEL.EXTRA.{stage}.FUSE_METHOD is {method!r}; valid: {list(FUSE_METHODS)} (HRNet "
+                              "fuses branches by summing; no other method is built)")
+    fmt = str(cfg.DATASET.DATA_FORMAT)
+    if fmt.lower() == "zip":
+        raise ConfigError(
+            "DATASET.DATA_FORMAT is 'zip', but images are read from folders, not from zip archives: extract "
+            f"images/<set>.zip into images/<set>/ and set DATASET.DATA_FORMAT jpg; valid: {list(DATA_FORMATS)}")
+    if fmt.lower() not in DATA_FORMATS:
+        raise ConfigError(f"DATASET.DATA_FORMAT is {fmt!r}; valid: {list(DATA_FORMATS)} (images are read by the "
+                          "file_name in the annotations)")
+
+
 def load_config(path: Optional[str] = None, opts: Optional[Iterable[str]] = None, freeze: bool = True) -> CN:
-    """Defaults, then `path`, then `opts`; no DATA_DIR prefixing (see `update_config` for the official CLI flow)."""
+    """Defaults, then `path`, then `opts`, then `check_config`; no DATA_DIR prefixing (see `update_config` for the
+    official CLI flow)."""
     cfg = get_cfg()
     if path:
         merge_file(cfg, path)
     merge_opts(cfg, list(opts or []))
+    check_config(cfg)
     if freeze:
         cfg.freeze()
     return cfg
 
 
 def update_config(cfg: CN, args: argparse.Namespace) -> CN:
-    """Official `update_config`: merge `--cfg` and trailing opts, apply `--modelDir/--logDir/--dataDir`, then join
-    DATA_DIR onto DATASET.ROOT, MODEL.PRETRAINED and TEST.MODEL_FILE, and freeze."""
+    """Official `update_config`: merge `--cfg` and trailing opts, `check_config`, apply `--modelDir/--logDir/--dataDir`,
+    then join DATA_DIR onto DATASET.ROOT, MODEL.PRETRAINED and TEST.MODEL_FILE, and freeze."""
     cfg.defrost()
     merge_file(cfg, args.cfg)
     merge_opts(cfg, getattr(args, "opts", None))
+    check_config(cfg)
     if getattr(args, "modelDir", ""):
         cfg.OUTPUT_DIR = args.modelDir
     if getattr(args, "logDir", ""):

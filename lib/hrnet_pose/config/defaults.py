@@ -3,7 +3,7 @@
 Official yamls (`experiments/coco/hrnet/*.yaml`) merge unchanged. Unlike the official code, `MODEL.EXTRA` is declared in
 full and is strict, so a misspelt architecture key is an error instead of being silently ignored. Keys that the official
 code does not have live only under clearly named new nodes (MODEL.EXTRA.ATTENTION, CODEC, AUG, COMPAT, ENGINE,
-SYNTHETIC) plus DATASET.KEYPOINT_SET, DATASET.SKIP_BAD_IMAGES and TEST.INTERVAL.
+SYNTHETIC) plus DATASET.KEYPOINT_SET, DATASET.SKIP_BAD_IMAGES, TEST.INTERVAL and TEST.COCO_EVAL_BACKEND.
 """
 
 from yacs.config import CfgNode as CN
@@ -13,7 +13,7 @@ _C = CN()
 _C.OUTPUT_DIR = ""  # root of checkpoints and results: OUTPUT_DIR/<dataset>/<model>/<cfg name>/
 _C.LOG_DIR = ""  # root of TensorBoard event files: LOG_DIR/<dataset>/<model>/<cfg name>_<time>
 _C.DATA_DIR = ""  # prefix joined onto DATASET.ROOT, MODEL.PRETRAINED and TEST.MODEL_FILE (official semantics)
-_C.GPUS = (0,)  # official DataParallel device list; with torchrun each process uses LOCAL_RANK instead
+_C.GPUS = (0,)  # official; len(GPUS) x BATCH_SIZE_PER_GPU = the yaml's global batch (warned when the run's differs)
 _C.WORKERS = 4  # data loader worker processes per process
 _C.PRINT_FREQ = 20  # log (and debug-image) interval in iterations
 _C.AUTO_RESUME = False  # continue from OUTPUT_DIR/.../checkpoint.pth when it exists
@@ -48,7 +48,7 @@ def _stage(num_modules: int, num_branches: int, num_blocks: list, num_channels: 
     node.BLOCK = block  # BASIC, BOTTLENECK or SOFTGATE (Bulat et al. 2020 hierarchical soft-gated block)
     node.NUM_BLOCKS = num_blocks  # residual blocks per branch
     node.NUM_CHANNELS = num_channels  # width per branch (before block expansion)
-    node.FUSE_METHOD = "SUM"  # official key; fusion is always a sum
+    node.FUSE_METHOD = "SUM"  # official key; only 'SUM' is built (anything else is an error)
     return node
 
 
@@ -73,9 +73,9 @@ _C.DATASET.ROOT = ""  # dataset folder (official layout: annotations/, images/<s
 _C.DATASET.DATASET = "mpii"  # 'coco' or 'synthetic' (official default kept for type compatibility)
 _C.DATASET.TRAIN_SET = "train"  # training split name, e.g. train2017
 _C.DATASET.TEST_SET = "valid"  # evaluation split name, e.g. val2017
-_C.DATASET.DATA_FORMAT = "jpg"  # official key; images are read by file name
+_C.DATASET.DATA_FORMAT = "jpg"  # jpg/jpeg/png: images are read by file name; 'zip' archives are an error
 _C.DATASET.HYBRID_JOINTS_TYPE = ""  # official key, unused
-_C.DATASET.SELECT_DATA = False  # official key, unused (the official COCO loader never selects)
+_C.DATASET.SELECT_DATA = False  # training: keep only boxes whose visible joints centre near the box (official)
 _C.DATASET.FLIP = True  # random horizontal flip in training (p=0.5)
 _C.DATASET.SCALE_FACTOR = 0.25  # scale jitter: s *= clip(randn*f + 1, 1-f, 1+f)
 _C.DATASET.ROT_FACTOR = 30  # rotation jitter in degrees: clip(randn*f, -2f, 2f) with p=0.6
@@ -106,7 +106,7 @@ _C.TEST = CN()
 _C.TEST.BATCH_SIZE_PER_GPU = 32  # evaluation batch per process
 _C.TEST.FLIP_TEST = False  # average with the flipped image's heatmaps
 _C.TEST.POST_PROCESS = False  # quarter-pixel offset towards the higher neighbour
-_C.TEST.SHIFT_HEATMAP = False  # shift flipped heatmaps one column right (official alignment fix)
+_C.TEST.SHIFT_HEATMAP = False  # shift flipped heatmaps one column right (official alignment fix; never under UDP)
 _C.TEST.USE_GT_BBOX = False  # GT boxes (true) or detector boxes from COCO_BBOX_FILE (false)
 _C.TEST.IMAGE_THRE = 0.1  # drop detector boxes scoring below this
 _C.TEST.NMS_THRE = 0.6  # official key, unused
@@ -117,6 +117,7 @@ _C.TEST.COCO_BBOX_FILE = ""  # detector results json (COCO format, category_id 1
 _C.TEST.BBOX_THRE = 1.0  # official key, unused
 _C.TEST.MODEL_FILE = ""  # weights to evaluate (official, ours, or module.-prefixed)
 _C.TEST.INTERVAL = 1  # validate every this many epochs during training (and after the last)
+_C.TEST.COCO_EVAL_BACKEND = "numpy"  # OKS AP: 'numpy' (vectorised), 'pycocotools' or 'faster_coco_eval': same numbers
 
 _C.DEBUG = CN()
 _C.DEBUG.DEBUG = False  # write debug images during training/validation
@@ -129,6 +130,7 @@ _C.CODEC = CN()
 _C.CODEC.UDP = False  # unbiased data processing (Huang et al. 2020): changes encoding, warp and decoding together
 _C.CODEC.DECODER = "default"  # 'default' (argmax + quarter offset when TEST.POST_PROCESS) or 'dark' (Zhang et al. 2020)
 _C.CODEC.DARK_BLUR_KERNEL = 11  # gaussian blur kernel of the DARK decoder (odd)
+_C.CODEC.UNBIASED_ENCODING = False  # DARK targets: gaussian centred on the sub-pixel joint (not with UDP)
 
 _C.AUG = CN()
 _C.AUG.PHOTOMETRIC = False  # albumentations colour/blur/noise augmentation (off for official parity)

@@ -1,8 +1,9 @@
 """Config -> dataset and dataloader adapters (the only place where DATASET.*, TEST.*, AUG.* keys are read).
 
 `build_dataset(cfg, split)` gives a `CocoKeypoints` over real COCO (`DATASET.DATASET: coco`) or over the synthetic
-COCO-format set (`synthetic`, generated under DATASET.ROOT on first use). `build_dataloader` batches samples
-(input [B, 3, H, W], target [B, K, h, w], target_weight [B, K, 1], meta) and drops unreadable images.
+COCO-format set (`synthetic`, generated under DATASET.ROOT on first use); for training with DATASET.SELECT_DATA it
+keeps the samples the official `select_data` keeps. `build_dataloader` batches samples (input [B, 3, H, W], target
+[B, K, h, w], target_weight [B, K, 1], meta) and drops unreadable images.
 """
 
 import logging
@@ -17,6 +18,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torch.utils.data._utils.collate import default_collate
 
+from ..config import check_config
+from ..geometry import PIXEL_STD
 from .coco import CocoKeypoints
 from .synthetic import DETECTION_FILE, generate_synthetic_coco
 from .transforms import AugmentationConfig
@@ -79,10 +82,38 @@ def ensure_synthetic(cfg) -> str:
     return root
 
 
+def select_data(db: List[dict], pixel_std: float = PIXEL_STD) -> List[dict]:
+    """The official `JointsDataset.select_data` (applied to training sets when DATASET.SELECT_DATA is true).
+
+    A sample is kept when its visible joints' mean lies close to the box centre, in an OKS-like sense:
+    ``exp(-|mean_joint - center|^2 / (2 * 0.2^2 * area)) > 0.2 / 16 * (num_visible - 1) + 0.45`` with
+    ``area = scale_w * scale_h * 200^2``; samples without a visible joint are dropped. Records need joints_3d [K, 3],
+    joints_3d_vis [K, 3], center [2] and scale [2]; the kept records are returned in their order.
+    """
+    if not db:
+        return []
+    joints = np.stack([np.asarray(r["joints_3d"], dtype=np.float64)[:, :2] for r in db])  # [N, K, 2]
+    vis = np.stack([np.asarray(r["joints_3d_vis"])[:, 0] for r in db]) > 0  # [N, K]
+    centers = np.stack([np.asarray(r["center"], dtype=np.float64) for r in db])  # [N, 2]
+    scales = np.stack([np.asarray(r["scale"], dtype=np.float32) for r in db])  # [N, 2]
+    num_vis = vis.sum(axis=1)
+    joint_center = (joints * vis[..., None]).sum(axis=1) / np.maximum(num_vis, 1)[:, None]
+    # float32 like the official records, so the comparison below tips the same way on the same data
+    area = (scales[:, 0] * scales[:, 1] * np.float32(pixel_std ** 2)).astype(np.float64)
+    dist2 = ((joint_center - centers) ** 2).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ks = np.exp(-dist2 / (0.2 ** 2 * 2.0 * area))
+    metric = (0.2 / 16) * num_vis + 0.45 - 0.2 / 16
+    keep = (num_vis > 0) & (ks > metric)
+    return [r for r, k in zip(db, keep) if k]
+
+
 def build_dataset(cfg, split: str, codec: Any = None) -> Dataset:
-    """`split` 'train' (DATASET.TRAIN_SET, augmented) or 'val' (DATASET.TEST_SET; GT or detector boxes)."""
+    """`split` 'train' (DATASET.TRAIN_SET, augmented; DATASET.SELECT_DATA applies) or 'val' (DATASET.TEST_SET; GT
+    or detector boxes)."""
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    check_config(cfg)  # DATASET.DATA_FORMAT 'zip' and friends, for configs not made by load_config/update_config
     name = str(cfg.DATASET.DATASET).lower()
     if name not in DATASET_NAMES:
         raise ValueError(f"DATASET.DATASET {cfg.DATASET.DATASET!r} is not supported; valid: {list(DATASET_NAMES)}")
@@ -96,7 +127,7 @@ def build_dataset(cfg, split: str, codec: Any = None) -> Dataset:
         if not bbox_file:
             bbox_file = os.path.join(cfg.DATASET.ROOT, "person_detection_results", DETECTION_FILE)
     is_train = split == "train"
-    return CocoKeypoints(
+    dataset = CocoKeypoints(
         root=cfg.DATASET.ROOT,
         image_set=cfg.DATASET.TRAIN_SET if is_train else cfg.DATASET.TEST_SET,
         is_train=is_train,
@@ -110,6 +141,12 @@ def build_dataset(cfg, split: str, codec: Any = None) -> Dataset:
         color_rgb=bool(cfg.DATASET.COLOR_RGB),
         skip_bad_images=bool(cfg.DATASET.SKIP_BAD_IMAGES),
     )
+    if is_train and cfg.DATASET.SELECT_DATA:
+        before = len(dataset.db)
+        dataset.db = select_data(dataset.db)
+        logger.info("DATASET.SELECT_DATA: kept %d of %d training samples (official select_data)", len(dataset.db),
+                    before)
+    return dataset
 
 
 def collate_skip_none(batch: List[Any]) -> Optional[Any]:

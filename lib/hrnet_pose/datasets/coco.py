@@ -21,23 +21,33 @@ import numpy as np
 import torch
 from pycocotools.coco import COCO
 
+from ..errors import UserError
 from ..geometry import boxes_to_center_scale
 from ..keypoints import COCO17, KeypointSet, get_keypoint_set
 from .transforms import (
     AugmentationConfig,
     Photometric,
-    crop_matrix,
+    crop_person,
     random_geometry,
     to_normalized_tensor,
     transform_joints,
-    warp_crop,
 )
 
 logger = logging.getLogger(__name__)
 
 
-class ImageReadError(OSError):
-    """An image file is missing or cannot be decoded."""
+class ImageReadError(OSError, UserError):
+    """An image file is missing or cannot be decoded (a user error: the data, not the code)."""
+
+
+def read_image(path: str, color_rgb: bool = False) -> np.ndarray:
+    """Read an image file as the official loader does: uint8 [H, W, 3], EXIF orientation ignored, BGR (RGB when
+    `color_rgb`). Raises ImageReadError naming the file when it is missing or cannot be decoded."""
+    image = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if image is None:
+        reason = "does not exist" if not os.path.exists(path) else "cannot be decoded (corrupt or not an image)"
+        raise ImageReadError(f"image {path} {reason}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if color_rgb else image
 
 
 def layout_help(root: str, image_set: str) -> str:
@@ -209,11 +219,7 @@ class CocoKeypoints(torch.utils.data.Dataset):
 
     def read_image(self, path: str) -> np.ndarray:
         """Read an image as uint8 [H, W, 3], RGB when `color_rgb` (else BGR); ImageReadError naming the file."""
-        image = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-        if image is None:
-            reason = "does not exist" if not os.path.exists(path) else "cannot be decoded (corrupt or not an image)"
-            raise ImageReadError(f"image {path} {reason}")
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if self.color_rgb else image
+        return read_image(path, self.color_rgb)
 
     def prepare(self, index: int) -> Optional[Dict[str, Any]]:
         """Everything before tensors: the uint8 crop [H, W, 3], joints in crop pixels, the box and the rotation.
@@ -235,8 +241,7 @@ class CocoKeypoints(torch.utils.data.Dataset):
             image, joints, joints_vis, center, scale, rot = random_geometry(
                 image, joints, joints_vis, center, scale, self.transform_cfg, self.keypoint_set.flip_pairs,
                 self.keypoint_set.upper_body_ids, self.aspect_ratio)
-        trans = crop_matrix(center, scale, rot, self.image_size, self.use_udp)
-        crop = warp_crop(image, trans, self.image_size)
+        crop, trans = crop_person(image, center, scale, rot, self.image_size, self.use_udp)
         if self.photometric is not None:
             crop = self.photometric(crop)
         return {

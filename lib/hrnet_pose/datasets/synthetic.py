@@ -322,3 +322,45 @@ def generate_synthetic_coco(
     logger.info("synthetic COCO dataset written to %s (%d train, %d val images, seed %d)", out_dir, num_train,
                 num_val, seed)
     return out_dir
+
+
+def synthetic_video(
+    num_frames: int = 40,
+    image_size: Sequence[int] = (320, 240),
+    num_people: int = 2,
+    seed: int = 0,
+    height: float = 0.6,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Frames of stick figures walking along straight lines that cross mid-sequence, for tracking tests and demos.
+
+    Person p starts at one side and walks to the other (alternate people walk in opposite directions, at different
+    heights), so every pair crosses near the middle frame. Each figure keeps its pose and colours; the background is
+    fixed. Returns (frames [T, H, W, 3] uint8 BGR, keypoints [T, P, 17, 2] float64 image pixels).
+    """
+    if num_frames < 1 or num_people < 1:
+        raise ValueError(f"num_frames and num_people must be >= 1, got {num_frames} and {num_people}")
+    w, h = int(image_size[0]), int(image_size[1])
+    rng = np.random.default_rng(seed)
+    background = _background(rng, w, h)
+    unit = height * h / 3.3
+    bodies, starts, ends, colour_seeds = [], [], [], []
+    for p in range(num_people):
+        body = _body_keypoints(rng) * unit
+        body -= (body.min(0) + body.max(0)) / 2
+        y = h * (0.5 + 0.08 * (p - (num_people - 1) / 2))
+        x0, x1 = 0.2 * w, 0.8 * w
+        starts.append(np.array([x0 if p % 2 == 0 else x1, y]))
+        ends.append(np.array([x1 if p % 2 == 0 else x0, y]))
+        bodies.append(body)
+        colour_seeds.append(int(rng.integers(1 << 30)))
+    t = np.linspace(0.0, 1.0, num_frames)[:, None]
+    frames = np.empty((num_frames, h, w, 3), np.uint8)
+    keypoints = np.empty((num_frames, num_people, 17, 2))
+    for i in range(num_frames):
+        img = background.copy()
+        for p in range(num_people):
+            kp = bodies[p] + starts[p] + t[i] * (ends[p] - starts[p])
+            keypoints[i, p] = kp
+            _draw_figure(img, [], kp, unit, np.random.default_rng(colour_seeds[p]))
+        frames[i] = img
+    return frames, keypoints

@@ -133,10 +133,28 @@ def transform_joints(joints: np.ndarray, joints_vis: np.ndarray, trans: np.ndarr
     return joints
 
 
+def crop_person(
+    image: np.ndarray, center: np.ndarray, scale: np.ndarray, rot: float, image_size: Sequence[int],
+    use_udp: bool = False,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """The one crop of the project: box (center, scale, rot) -> (uint8 crop [h, w, C], image -> crop matrix [2, 3]).
+
+    The training and validation datasets and the inference API (`hrnet_pose.apis`) all crop through this function,
+    so the API given a dataset's boxes sees exactly the crops that `tools/test.py` evaluates.
+    """
+    trans = crop_matrix(center, scale, rot, image_size, use_udp)
+    return warp_crop(image, trans, image_size), trans
+
+
+def normalize_crops(crops: np.ndarray) -> np.ndarray:
+    """uint8 crops [..., H, W, 3] -> float32 [..., 3, H, W]: /255 (ToTensor), then ImageNet mean/std."""
+    x = (np.asarray(crops).astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    return np.ascontiguousarray(np.moveaxis(x, -1, -3))
+
+
 def to_normalized_tensor(crop: np.ndarray) -> torch.Tensor:
-    """uint8 [H, W, 3] -> float32 [3, H, W]: /255 (ToTensor), then ImageNet mean/std."""
-    x = (crop.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+    """uint8 [H, W, 3] -> float32 tensor [3, H, W] (see `normalize_crops`)."""
+    return torch.from_numpy(normalize_crops(crop))
 
 
 def random_geometry(

@@ -1,13 +1,15 @@
 """Speed measurements behind `tools/benchmark.py`: model training / inference step throughput on random tensors,
-and data-loader throughput, so a slow training run can be attributed to the model, the loader or the loop.
+and data-loader throughput, so a slow training run can be attributed to the model, the loader or the loop; and the
+same inference step through another runtime (onnxruntime) behind the numpy backend contract, for a side-by-side.
 
 Timings take the median of `iters` timed iterations after `warmup` untimed ones, synchronising CUDA around each.
 """
 
 import statistics
 import time
-from typing import Dict, List
+from typing import Callable, Dict, List
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -53,6 +55,23 @@ def benchmark_model(model: nn.Module, input_hw, batch: int, device: torch.device
     median = statistics.median(times)
     return {"mode": "train" if train else "infer", "batch": batch, "amp": amp or "fp32",
             "channels_last": channels_last, "ms_per_iter": median * 1e3, "samples_per_s": batch / median,
+            "min_ms": min(times) * 1e3, "max_ms": max(times) * 1e3}
+
+
+def benchmark_backend(backend: Callable[[np.ndarray], np.ndarray], input_hw, batch: int, warmup: int = 3,
+                      iters: int = 10) -> Dict:
+    """Median time of one call of a numpy-in/numpy-out pose backend (e.g. `apis.onnx_backend.OnnxRuntimeBackend`)
+    on float32 [batch, 3, H, W]; the same fields as `benchmark_model`'s inference rows, plus the backend's name."""
+    x = np.random.default_rng(0).standard_normal((batch, 3, int(input_hw[0]), int(input_hw[1]))).astype(np.float32)
+    times: List[float] = []
+    for i in range(warmup + iters):
+        start = time.perf_counter()
+        backend(x)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    return {"mode": "infer", "backend": getattr(backend, "name", type(backend).__name__), "batch": batch,
+            "amp": "fp32", "channels_last": False, "ms_per_iter": median * 1e3, "samples_per_s": batch / median,
             "min_ms": min(times) * 1e3, "max_ms": max(times) * 1e3}
 
 

@@ -18,9 +18,15 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..errors import UserError
 from ..fileio import atomic_write
 
 logger = logging.getLogger(__name__)
+
+
+class CorruptCheckpointError(UserError, RuntimeError):
+    """A checkpoint file exists but cannot be read (truncated, not a torch file, or refused by weights_only)."""
+
 
 CHECKPOINT_NAME = "checkpoint.pth"
 BEST_NAME = "model_best.pth"
@@ -136,8 +142,8 @@ def load_checkpoint(path: str, map_location: Any = "cpu") -> Dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:
-        raise RuntimeError(f"could not read checkpoint {path}: {err}. The file may be corrupt; delete it to start "
-                           f"over or set AUTO_RESUME False") from err
+        raise CorruptCheckpointError(f"could not read checkpoint {path}: {err}. The file may be corrupt; delete "
+                                     f"it to start over or set AUTO_RESUME False") from err
     if not isinstance(ckpt, dict) or "epoch" not in ckpt or ("model" not in ckpt and "state_dict" not in ckpt):
         raise ValueError(f"{path} is not a training checkpoint (expected keys 'epoch' and 'model'/'state_dict'); "
                          f"to evaluate plain weights use TEST.MODEL_FILE")

@@ -4,7 +4,9 @@
                                                <cfg stem>_<YYYY-mm-dd-HH-MM>_<phase>.log, config.yaml
     LOG_DIR/<dataset>/<model>/<cfg stem>_<YYYY-mm-dd-HH-MM>/   TensorBoard events
 
-Only rank 0 writes files; other ranks log warnings and errors to the console.
+Only rank 0 writes files; other ranks log warnings and errors to the console. A record logged with
+`extra=FILE_ONLY` (the config dump) goes to the log file but not to the console, so the console shows what happens
+instead of 250 lines of yaml.
 """
 
 import logging
@@ -17,6 +19,23 @@ from typing import Any, Dict, Optional
 from ..fileio import atomic_write_text
 
 _HANDLER_TAG = "_hrnet_pose_handler"
+FILE_ONLY = {"file_only": True}  # logger.info(..., extra=FILE_ONLY): log file only
+
+
+class _Formatter(logging.Formatter):
+    """`fmt` as given; warnings and errors get their level before the message, to stand out among progress lines."""
+
+    def __init__(self, fmt: str):
+        super().__init__(fmt)
+        self._loud = logging.Formatter(fmt.replace("%(message)s", "%(levelname)s: %(message)s"))
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._loud.format(record) if record.levelno >= logging.WARNING else super().format(record)
+
+
+class _NotFileOnly(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, "file_only", False)
 
 
 @dataclass(frozen=True)
@@ -49,9 +68,10 @@ def setup_logging(log_file: Optional[str], is_main: bool, rank: int = 0) -> None
         if getattr(h, _HANDLER_TAG, False):
             root.removeHandler(h)
             h.close()
-    fmt = logging.Formatter("%(asctime)s %(message)s" if rank == 0 else f"[rank {rank}] %(asctime)s %(message)s")
+    fmt = _Formatter("%(asctime)s %(message)s" if rank == 0 else f"[rank {rank}] %(asctime)s %(message)s")
     console = logging.StreamHandler(sys.stdout)
     console.setFormatter(fmt)
+    console.addFilter(_NotFileOnly())
     handlers = [console]
     if is_main and log_file:
         os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
@@ -71,6 +91,11 @@ def close_logging() -> None:
         if getattr(h, _HANDLER_TAG, False):
             root.removeHandler(h)
             h.close()
+
+
+def log_config(cfg: Any) -> None:
+    """The resolved config into the log file only (see FILE_ONLY)."""
+    logging.getLogger(__name__).info("config:\n%s", cfg.dump(), extra=FILE_ONLY)
 
 
 def dump_config(cfg: Any, output_dir: str, name: str = "config.yaml") -> str:

@@ -4,6 +4,8 @@ Per epoch: re-seed from (ENGINE.SEED, epoch, rank) and shard/shuffle the data wi
 a resumed run sees exactly the data of an uninterrupted one), train with the non-finite guard, validate every
 TEST.INTERVAL epochs and after the last, and write `checkpoint.pth` atomically on rank 0. A batch is
 input [B,3,H,W], target [B,K,H/4,W/4], target_weight [B,K,1], meta; the loss is the official JointsMSELoss.
+Every process takes every step together: a batch with no readable image on any process skips that step everywhere.
+At start, a warning states the global batch when the number of processes differs from len(GPUS).
 """
 
 import contextlib
@@ -11,7 +13,7 @@ import logging
 import math
 import os
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -23,13 +25,13 @@ from ..codecs.heatmap import build_codec
 from ..datasets.build import build_dataloader, build_dataset
 from ..evaluation.pck import accuracy
 from ..fileio import write_json_atomic
-from ..models import build_model
+from ..models import CheckpointMismatchError, build_model
 from ..models.loss import build_loss
 from . import checkpoint as ckpt_io
 from .debug import save_debug_images
 from .distributed import DistInfo, all_gather_object, any_true, barrier, broadcast_object, init_distributed
 from .optim import ModelEma, build_optimizer, build_scheduler
-from .outputs import TensorBoard, close_logging, dump_config, run_paths, setup_logging
+from .outputs import TensorBoard, close_logging, dump_config, log_config, run_paths, setup_logging
 from .validate import Validator, autocast_context
 
 logger = logging.getLogger(__name__)
@@ -44,6 +46,26 @@ class NonFiniteLossError(RuntimeError):
 def epoch_seed(seed: int, epoch: int, rank: int) -> int:
     """A well-mixed 32-bit seed for (seed, epoch >= -1, rank): each epoch's randomness is independent of history."""
     return int(np.random.SeedSequence([int(seed), int(epoch) + 1, int(rank)]).generate_state(1)[0])
+
+
+def global_batch_warning(gpus: Sequence[int], world_size: int, batch_per_gpu: int) -> Optional[str]:
+    """The warning for a run whose process count differs from len(GPUS), or None when they agree.
+
+    Official yamls list `GPUS: (0,1,2,3)` with BATCH_SIZE_PER_GPU 32: their TRAIN.LR and schedule are meant for a
+    global batch of 128. GPUS selects no device here (torchrun starts one process per device), so a one-process run
+    would otherwise train with batch 32 at that learning rate without a word.
+    """
+    n = len(gpus)
+    if n == 0 or n == world_size:
+        return None
+    intended, actual = n * batch_per_gpu, world_size * batch_per_gpu
+    fixes = [f"run `torchrun --nproc_per_node {n} tools/train.py ...`"]
+    if intended % world_size == 0:
+        fixes.append(f"set TRAIN.BATCH_SIZE_PER_GPU {intended // world_size} if it fits in memory")
+    return (f"GPUS lists {n} device(s) {tuple(gpus)}, so the config implies a global batch of {n} x {batch_per_gpu} = "
+            f"{intended} (its TRAIN.LR and schedule are meant for that), but this run has {world_size} process(es): "
+            f"the global batch is {world_size} x {batch_per_gpu} = {actual}. To train as the config intends, "
+            f"{' or '.join(fixes)}; to keep {actual}, list {world_size} device(s) in GPUS (and consider TRAIN.LR).")
 
 
 def seed_everything(seed: int) -> None:
@@ -98,8 +120,11 @@ class Trainer:
         setup_logging(self.paths.log_file, self.info.is_main, self.info.rank)
         if self.info.is_main:
             dump_config(cfg, self.paths.output_dir)
-        logger.info("config:\n%s", cfg.dump())
+        log_config(cfg)
         logger.info("output %s, device %s, world size %d", self.paths.output_dir, self.device, self.info.world_size)
+        batch_note = global_batch_warning(tuple(cfg.GPUS), self.info.world_size, int(cfg.TRAIN.BATCH_SIZE_PER_GPU))
+        if batch_note and self.info.is_main:
+            logger.warning(batch_note)
         seed_everything(epoch_seed(cfg.ENGINE.SEED, -1, self.info.rank))
 
         self.codec = build_codec(cfg)
@@ -142,8 +167,16 @@ class Trainer:
     # ------------------------------------------------------------------ resume
     def _resume(self) -> None:
         state = ckpt_io.load_checkpoint(self.ckpt_path, map_location="cpu")
-        self.model.load_state_dict(state["model"] if "model" in state else state["state_dict"], strict=True)
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.model.load_state_dict(state["model"] if "model" in state else state["state_dict"], strict=True)
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            # the run folder holds a checkpoint of another model or optimizer: the user's setup, not a bug
+            raise CheckpointMismatchError(
+                f"AUTO_RESUME: {self.ckpt_path} does not fit this config's model or optimizer: "
+                f"{str(err).strip().splitlines()[0]}\n{err}",
+                hint="it was written by a run with another MODEL or TRAIN.OPTIMIZER setting: set AUTO_RESUME False, "
+                     "or give this run its own --modelDir / config name") from err
         if state.get("scheduler"):
             self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler is not None and state.get("scaler"):
@@ -218,13 +251,21 @@ class Trainer:
         bar = tqdm(self.train_loader, desc=f"train {epoch}", leave=False, dynamic_ncols=True,
                    disable=not (self.info.is_main and cfg.ENGINE.PROGRESS_BAR))
         mem = torch.channels_last if cfg.ENGINE.CHANNELS_LAST else torch.contiguous_format
-        skipped = 0
+        skipped, empty_steps = 0, 0
         for i, batch in enumerate(bar):
-            if batch is None:  # every image of the batch was unreadable (DATASET.SKIP_BAD_IMAGES)
+            # None: every image of this process's batch was unreadable (DATASET.SKIP_BAD_IMAGES). All processes skip
+            # the step together; one alone skipping would leave the others waiting in DDP's all-reduce forever.
+            if batch is None:
                 skipped += int(self.train_loader.batch_size)
+            else:
+                skipped += int(batch[3].get("num_skipped", 0))
+            if any_true(batch is None, self.device):
+                empty_steps += 1  # global_step still advances: resume computes it as epoch x len(loader)
+                self.global_step += 1
+                losses.append(float("nan"))
+                counts.append(0)
                 continue
             images, target, weight, meta = batch
-            skipped += int(meta.get("num_skipped", 0))
             lr = self.scheduler.apply(epoch, self.global_step)[0]
             images = images.to(self.device, non_blocking=True, memory_format=mem)
             target = target.to(self.device, non_blocking=True)
@@ -256,11 +297,15 @@ class Trainer:
                     save_debug_images(cfg.DEBUG, images, meta, target, output, prefix, cfg.DATASET.COLOR_RGB,
                                       self.tb, self.global_step, "train")
         bar.close()
-        if skipped:
+        # the global per-iteration loss curve (sample-weighted mean over processes) and the skipped-image total
+        gathered = all_gather_object((losses, counts, skipped))
+        skipped = sum(g[2] for g in gathered)
+        if skipped and self.info.is_main:
             logger.warning("epoch %d: %d unreadable training images skipped (DATASET.SKIP_BAD_IMAGES; set it False "
                            "to stop on the first one)", epoch, skipped)
-        # the global per-iteration loss curve: sample-weighted mean over processes
-        gathered = all_gather_object((losses, counts))
+        if empty_steps and self.info.is_main:
+            logger.warning("epoch %d: %d steps skipped because a batch had no readable image%s", epoch, empty_steps,
+                           " on some process (every process skips them together)" if self.info.distributed else "")
         curve = []
         for it in range(len(losses)):
             n = sum(c[1][it] for c in gathered)

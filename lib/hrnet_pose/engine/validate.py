@@ -1,24 +1,25 @@
 """Validation during training and the evaluation run behind `tools/test.py` (OKS AP, official protocol).
 
-Each process runs the model (flip test per TEST.FLIP_TEST / TEST.SHIFT_HEATMAP) on its shard of the person boxes,
+Each process runs the model (flip test per TEST.FLIP_TEST, aligned as the codec says) on its shard of the person boxes,
 decodes heatmaps [B,K,h,w] to image keypoints [B,K,2] + scores [B,K,1], and feeds the COCO evaluator. The evaluator
 states are all-gathered and merged by sample index (DistributedSampler pads the last shard with repeats), so N
 processes report exactly the AP of one. Every AP logged or written names its protocol: GT or detector boxes, flip,
-decoder and input size.
+decoder and input size, UDP, flip alignment, refinement, forward precision and the COCO evaluation backend.
 """
 
 import contextlib
 import logging
 import os
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from ..evaluation.coco_keypoints import CocoKeypointEvaluator, describe_protocol, format_results_table
+from ..codecs.heatmap import FLIP_ALIGNMENT_TEXT, REFINEMENT_TEXT
+from ..evaluation.coco_keypoints import BACKENDS, CocoKeypointEvaluator, describe_protocol, format_results_table
 from ..evaluation.pck import accuracy
 from ..fileio import write_json_atomic
 from .checkpoint import unwrap_model
@@ -43,6 +44,33 @@ def _numpy(x: Any) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
+def describe_run_protocol(cfg: Any, codec: Any, use_gt_bbox: bool, bbox_file: str) -> Tuple[str, Dict[str, Any]]:
+    """The protocol line printed under the AP table and its fields for metrics.json.
+
+    The codec, not the raw TEST.* keys, says how the flip test was aligned and which refinement ran (under UDP:
+    no shift, no quarter offset). Reads TEST.FLIP_TEST, TEST.COCO_EVAL_BACKEND, ENGINE.AMP and MODEL.IMAGE_SIZE.
+    """
+    backend = str(cfg.TEST.COCO_EVAL_BACKEND)
+    if backend not in BACKENDS:
+        raise ValueError(f"TEST.COCO_EVAL_BACKEND is {backend!r}; valid: {list(BACKENDS)}")
+    amp = str(cfg.ENGINE.AMP) or "fp32"
+    flip_test = bool(cfg.TEST.FLIP_TEST)
+    line = describe_protocol(
+        use_gt_bbox, bbox_file, flip_test, codec.decoder, list(cfg.MODEL.IMAGE_SIZE), udp=codec.use_udp,
+        flip_alignment=FLIP_ALIGNMENT_TEXT[codec.flip_alignment], refinement=REFINEMENT_TEXT[codec.refinement],
+        forward_precision=amp, backend=backend)
+    fields = {
+        "boxes": "GT" if use_gt_bbox else "detector", "bbox_file": "" if use_gt_bbox else bbox_file,
+        "flip_test": flip_test, "shift_heatmap": flip_test and codec.flip_shift,
+        "flip_alignment": codec.flip_alignment if flip_test else "",
+        "decoder": codec.decoder, "refinement": codec.refinement,
+        "post_process": codec.refinement == "quarter_offset", "udp": codec.use_udp,
+        "unbiased_encoding": codec.unbiased_encoding, "input_size": [int(v) for v in cfg.MODEL.IMAGE_SIZE],
+        "forward_precision": amp, "decode_precision": "float32", "eval_backend": backend,
+    }
+    return line, fields
+
+
 class Validator:
     """Runs one evaluation pass over a loader; `run(model)` -> dict of the 10 COCO stats, loss, acc, protocol."""
 
@@ -54,18 +82,12 @@ class Validator:
         self.keypoint_set = base.keypoint_set
         self.use_gt_bbox = bool(getattr(base, "use_gt_bbox", cfg.TEST.USE_GT_BBOX))
         bbox_file = getattr(base, "bbox_file", "") or cfg.TEST.COCO_BBOX_FILE
+        self.flip_test = bool(cfg.TEST.FLIP_TEST)
+        self.protocol, self.protocol_fields = describe_run_protocol(cfg, codec, self.use_gt_bbox, bbox_file)
         self.evaluator = CocoKeypointEvaluator(
             base.coco, keypoint_set=self.keypoint_set, use_gt_bbox=self.use_gt_bbox,
             in_vis_thre=float(cfg.TEST.IN_VIS_THRE), oks_thre=float(cfg.TEST.OKS_THRE),
-            soft_nms=bool(cfg.TEST.SOFT_NMS))
-        self.protocol = describe_protocol(self.use_gt_bbox, bbox_file, bool(cfg.TEST.FLIP_TEST),
-                                          str(cfg.CODEC.DECODER), list(cfg.MODEL.IMAGE_SIZE))
-        self.protocol_fields = {
-            "boxes": "GT" if self.use_gt_bbox else "detector", "bbox_file": "" if self.use_gt_bbox else bbox_file,
-            "flip_test": bool(cfg.TEST.FLIP_TEST), "shift_heatmap": bool(cfg.TEST.SHIFT_HEATMAP),
-            "decoder": str(cfg.CODEC.DECODER), "post_process": bool(cfg.TEST.POST_PROCESS),
-            "udp": bool(cfg.CODEC.UDP), "input_size": [int(v) for v in cfg.MODEL.IMAGE_SIZE],
-        }
+            soft_nms=bool(cfg.TEST.SOFT_NMS), backend=self.protocol_fields["eval_backend"])
 
     @torch.no_grad()
     def run(self, model: nn.Module, epoch: Optional[int] = None) -> Dict[str, Any]:
@@ -85,9 +107,8 @@ class Validator:
             images, target, weight, meta = batch
             images = images.to(self.device, non_blocking=True, memory_format=mem)
             with autocast_context(self.device, cfg.ENGINE.AMP):
-                heatmaps = inference_with_flip(net, images, flip_index, bool(cfg.TEST.FLIP_TEST),
-                                               bool(cfg.TEST.SHIFT_HEATMAP))
-            heatmaps = heatmaps.float()
+                heatmaps = inference_with_flip(net, images, flip_index, self.flip_test, self.codec.flip_shift)
+            heatmaps = heatmaps.float()  # decoded in float32 whatever precision the forward ran in
             n = images.shape[0]
             if self.loss_fn is not None:
                 # official: loss and accuracy of the flip-averaged output (meaningless with detector boxes)
@@ -149,7 +170,7 @@ def evaluate_model_file(cfg: Any, cfg_path: str) -> Dict[str, Any]:
     try:
         if info.is_main:
             dump_config(cfg, paths.output_dir, "config_test.yaml")
-        logger.info("config:\n%s", cfg.dump())
+        logger.info("config:\n%s", cfg.dump(), extra={"file_only": True})  # log file only, not the console
         model_file = cfg.TEST.MODEL_FILE or os.path.join(paths.output_dir, FINAL_NAME)
         if not os.path.isfile(model_file):
             raise FileNotFoundError(

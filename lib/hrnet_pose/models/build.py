@@ -19,6 +19,7 @@ def _stage_spec(node, name: str) -> dict:
         "block": str(node.BLOCK),
         "num_blocks": [int(v) for v in node.NUM_BLOCKS],
         "num_channels": [int(v) for v in node.NUM_CHANNELS],
+        "fuse_method": str(node.FUSE_METHOD),
     }
 
 

@@ -163,7 +163,11 @@ class HighResolutionModule(nn.Module):
 
 
 class PoseHighResolutionNet(nn.Module):
-    """HRNet pose network; constructor takes plain values (see `build_model` for the config adapter)."""
+    """HRNet pose network; constructor takes plain values (see `build_model` for the config adapter).
+
+    `stages`: STAGE2..STAGE4 as dicts of num_modules, num_branches, block, num_blocks, num_channels and optionally
+    fuse_method (only 'SUM' is built).
+    """
 
     def __init__(self, stages: Sequence[dict], num_joints: int, final_conv_kernel: int = 1,
                  attention: Optional[AttentionSpec] = None):
@@ -195,6 +199,10 @@ class PoseHighResolutionNet(nn.Module):
                 )
             if len(channels) < len(pre_channels):
                 raise ValueError(f"STAGE{stage_id} has fewer branches than the stage before it")
+            fuse = str(spec.get("fuse_method", "SUM"))
+            if fuse.upper() != "SUM":
+                raise ValueError(f"MODEL.EXTRA.STAGE{stage_id}.FUSE_METHOD is {fuse!r}; valid: ['SUM'] (branches are "
+                                 "fused by summing, as in the official model; no other method is built)")
             setattr(self, f"transition{index + 1}", self._make_transition_layer(pre_channels, channels))
             stage, pre_channels = self._make_stage(spec, channels, block, stage_id, attention,
                                                    multi_scale_output=stage_id != 4)

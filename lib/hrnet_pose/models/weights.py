@@ -1,5 +1,6 @@
 """One strict loader for every checkpoint: official releases, ours, DataParallel/DDP (`module.`-prefixed) files,
-training checkpoints (`{'state_dict': ...}` / `{'model': ...}`) and ImageNet-pretrained backbones.
+training checkpoints (`{'state_dict': ...}` / `{'model': ...}`), ImageNet-pretrained backbones, and MMPose 0.x/1.x
+top-down HRNet files (keys renamed to the official ones by `foreign_layouts`; an unknown layout is an error).
 
 Unlike the official `load_state_dict(..., strict=False)`, a wrong checkpoint is an error that lists the missing and
 unexpected keys. When attention or gating blocks are on, only their keys may be missing (they are reported), and the
@@ -15,12 +16,14 @@ from typing import Dict, List, Mapping, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from ..errors import UserError
+
 logger = logging.getLogger(__name__)
 
 StateSource = Union[str, os.PathLike, Mapping[str, torch.Tensor]]
 
 
-class CheckpointMismatchError(RuntimeError):
+class CheckpointMismatchError(UserError, RuntimeError):
     """A checkpoint does not fit the model; the message lists what is missing, unexpected or mis-shaped."""
 
 
@@ -46,10 +49,9 @@ def read_state_dict(source: StateSource) -> "OrderedDict[str, torch.Tensor]":
     else:
         if not os.path.isfile(source):
             raise FileNotFoundError(f"checkpoint file not found: {source}")
-        try:
-            obj = torch.load(source, map_location="cpu", weights_only=True)
-        except Exception as err:  # corrupt file, or a pickle that weights_only refuses
-            raise CheckpointMismatchError(f"cannot read checkpoint {source}: {err}") from err
+        from .foreign_layouts import load_checkpoint_file  # imports this module: late to avoid a cycle
+
+        obj = load_checkpoint_file(os.fspath(source))  # weights_only=True; numpy arrays of an MMPose `meta` allowed
     if not _is_state_dict(obj):
         for key in ("model", "state_dict"):
             if isinstance(obj, Mapping) and _is_state_dict(obj.get(key)):
@@ -63,7 +65,9 @@ def read_state_dict(source: StateSource) -> "OrderedDict[str, torch.Tensor]":
             )
     if all(k.startswith("module.") for k in obj):
         obj = OrderedDict((k[len("module."):], v) for k, v in obj.items())
-    return OrderedDict(obj)
+    from .foreign_layouts import to_official
+
+    return to_official(obj, name)  # MMPose 0.x/1.x keys -> official ones; an unknown layout is an error
 
 
 def _replaced_conv_map(model: nn.Module) -> Dict[str, Optional[str]]:
@@ -76,6 +80,24 @@ def _replaced_conv_map(model: nn.Module) -> Dict[str, Optional[str]]:
     return out
 
 
+def _remap_replaced_convs(model: nn.Module, state: "OrderedDict[str, torch.Tensor]", report: LoadReport) -> int:
+    """Move each official 3x3 conv weight that a conv-type block replaced to that block's dense path, in place, and
+    return how many found a place.
+
+    Blocks without a dense 3x3 conv (grouped ones such as splat) cannot take it: the entry is dropped. Either way it
+    is listed in `report.replaced`.
+    """
+    taken = 0
+    for old, new in _replaced_conv_map(model).items():
+        if old in state:
+            tensor = state.pop(old)
+            if new is not None:
+                state[new] = tensor
+                taken += 1
+            report.replaced.append(old)
+    return taken
+
+
 def _attention_prefixes(model: nn.Module) -> tuple:
     return tuple(name + "." for name, m in model.named_modules() if getattr(m, "is_attention", False))
 
@@ -86,12 +108,7 @@ def load_weights(model: nn.Module, source: StateSource, source_name: Optional[st
     name = source_name or (str(source) if not isinstance(source, Mapping) else "<state dict>")
     state = read_state_dict(source)
     report = LoadReport(source=name)
-    for old, new in _replaced_conv_map(model).items():
-        if old in state:
-            tensor = state.pop(old)
-            if new is not None:
-                state[new] = tensor
-            report.replaced.append(old)
+    _remap_replaced_convs(model, state, report)
     expected = model.state_dict()
     attn = _attention_prefixes(model)
     missing = [k for k in expected if k not in state]
@@ -100,7 +117,7 @@ def load_weights(model: nn.Module, source: StateSource, source_name: Optional[st
               for k, v in expected.items() if k in state and state[k].shape != v.shape]
     bad_missing = [k for k in missing if not (attn and k.startswith(attn))]
     if bad_missing or unexpected or shapes:
-        raise CheckpointMismatchError(_mismatch_message(name, bad_missing, unexpected, shapes))
+        raise _mismatch_error(name, bad_missing, unexpected, shapes)
     report.missing_attention = [k for k in missing if attn and k.startswith(attn)]
     model.load_state_dict(state, strict=False)
     report.loaded = len(state)
@@ -116,13 +133,16 @@ def load_pretrained(model: nn.Module, path: str, layers: Sequence[str]) -> LoadR
     """ImageNet initialisation (official `init_weights` part 2): take the checkpoint entries whose top-level name is
     in `layers` (or all with `['*']`). Model tensors of those layers must all be present with the right shapes;
     checkpoint entries the pose model has no place for (the classifier's extra fusion and head layers) are ignored and
-    reported."""
+    reported. As in `load_weights`, the 3x3 conv that a conv-type attention block replaces (SK) gets the ImageNet
+    weight in its dense path, so a block ablation starts from the same pretrained backbone as the plain model."""
     state = read_state_dict(path)
     take_all = len(layers) > 0 and layers[0] == "*"
-    chosen = {k: v for k, v in state.items() if take_all or k.split(".")[0] in layers}
+    chosen = OrderedDict((k, v) for k, v in state.items() if take_all or k.split(".")[0] in layers)
     expected = model.state_dict()
     attn = _attention_prefixes(model)
     report = LoadReport(source=path)
+    # the same remapping as load_weights, so an SK model starts from the ImageNet 3x3 weights the plain model gets
+    taken = _remap_replaced_convs(model, chosen, report)
     report.ignored = [k for k in chosen if k not in expected]
     usable = OrderedDict((k, v) for k, v in chosen.items() if k in expected)
     shapes = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
@@ -130,15 +150,26 @@ def load_pretrained(model: nn.Module, path: str, layers: Sequence[str]) -> LoadR
     wanted = [k for k in expected if (take_all or k.split(".")[0] in layers) and not (attn and k.startswith(attn))]
     missing = [k for k in wanted if k not in usable and not k.startswith("final_layer.")]
     if shapes or missing:
-        raise CheckpointMismatchError(_mismatch_message(path + " (MODEL.PRETRAINED)", missing, [], shapes))
+        raise _mismatch_error(path + " (MODEL.PRETRAINED)", missing, [], shapes)
     model.load_state_dict(usable, strict=False)
     report.loaded = len(usable)
     logger.info("=> loaded %d pretrained tensors from %s (%d checkpoint entries unused)", len(usable), path,
                 len(report.ignored))
+    if report.replaced:
+        logger.info("%s: %d 3x3 conv weights loaded into conv-type attention blocks, %d dropped (blocks with no "
+                    "dense 3x3 conv)", path, taken, len(report.replaced) - taken)
     return report
 
 
-def _mismatch_message(name: str, missing: List[str], unexpected: List[str], shapes: List[str]) -> str:
+def _mismatch_error(name: str, missing: List[str], unexpected: List[str], shapes: List[str]
+                    ) -> CheckpointMismatchError:
+    """A one-line summary first (what a command-line user sees), then the full lists."""
+    def summary(noun, items):
+        if not items:
+            return ""
+        names = ", ".join(item.split(":")[0] for item in items[:3]) + (", ..." if len(items) > 3 else "")
+        return f"{len(items)} {noun}{'' if len(items) == 1 else 's'} ({names})"
+
     def part(title, items):
         if not items:
             return ""
@@ -146,6 +177,11 @@ def _mismatch_message(name: str, missing: List[str], unexpected: List[str], shap
         more = f"\n    ... and {len(items) - 20} more" if len(items) > 20 else ""
         return f"\n  {title} ({len(items)}):\n    {shown}{more}"
 
-    return (f"checkpoint {name} does not match the model"
-            + part("missing keys", missing) + part("unexpected keys", unexpected) + part("shape mismatches", shapes)
-            + "\n  Check MODEL.EXTRA (widths, blocks, FINAL_CONV_KERNEL), MODEL.NUM_JOINTS and the attention settings.")
+    counts = [summary("missing key", missing), summary("unexpected key", unexpected),
+              summary("shape mismatch", shapes)]
+    hint = ("check MODEL.EXTRA (widths, blocks, FINAL_CONV_KERNEL), MODEL.NUM_JOINTS and MODEL.EXTRA.ATTENTION "
+            "against the config the checkpoint was trained with")
+    return CheckpointMismatchError(
+        f"checkpoint {name} does not match the model: " + "; ".join(c for c in counts if c)
+        + part("missing keys", missing) + part("unexpected keys", unexpected) + part("shape mismatches", shapes)
+        + f"\n  {hint[0].upper()}{hint[1:]}.", hint=hint)

@@ -23,6 +23,8 @@ from typing import Callable, Dict, List, Optional, Type
 
 from torch import nn
 
+from ...errors import UserError
+
 PLACEMENTS = ("gate", "conv", "skip", "context")
 
 _ATTENTIONS: Dict[str, Type[nn.Module]] = {}
@@ -55,6 +57,14 @@ def list_attentions(placement: Optional[str] = None) -> List[str]:
     return sorted(n for n, c in _ATTENTIONS.items() if placement is None or c.placement == placement)
 
 
+class UnknownAttentionError(UserError, ValueError):
+    """MODEL.EXTRA.ATTENTION.NAME names no registered block."""
+
+
+class AttentionKeywordError(UserError, TypeError):
+    """MODEL.EXTRA.ATTENTION.KWARGS holds a keyword the block does not take."""
+
+
 def _normalise(name: Optional[str]) -> str:
     return "" if name is None else str(name).strip().lower()
 
@@ -63,8 +73,8 @@ def get_attention_class(name: str) -> Type[nn.Module]:
     """The registered class for ``name``; ValueError listing the valid names if unknown."""
     key = _normalise(name)
     if key not in _ATTENTIONS:
-        raise ValueError(f"unknown attention {name!r}; valid names: {', '.join(list_attentions())} "
-                         f"(or '' for no attention)")
+        raise UnknownAttentionError(f"unknown attention {name!r} (MODEL.EXTRA.ATTENTION.NAME); valid names: "
+                                    f"{', '.join(list_attentions())} (or '' for no attention)")
     return _ATTENTIONS[key]
 
 
@@ -96,8 +106,9 @@ def create_attention(name: Optional[str], channels: int, **kwargs) -> Optional[n
     valid = attention_kwargs(name)
     unknown = sorted(set(kwargs) - set(valid))
     if unknown:
-        raise TypeError(f"create_attention({name!r}): unknown keyword(s) {unknown}; valid keywords for "
-                        f"{name!r} ({cls.__name__}): {', '.join(valid) if valid else '(none)'}")
+        raise AttentionKeywordError(
+            f"create_attention({name!r}): unknown keyword(s) {unknown} (MODEL.EXTRA.ATTENTION.KWARGS); valid "
+            f"keywords for {name!r} ({cls.__name__}): {', '.join(valid) if valid else '(none)'}")
     return cls(channels, **kwargs)
 
 

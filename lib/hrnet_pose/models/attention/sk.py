@@ -14,17 +14,33 @@ Branch 0 is a plain dense (groups=1) 3x3 dilation-1 conv, so ``replaced_conv_key
 sets ``replaced_conv_key = None``.
 
 Shapes: x [N, C, H, W] -> [N, out, H / stride, W / stride] (H' = floor((H - 1) / stride) + 1).
-Placement: 'conv'; the block's own BN follows it. The fc BN needs more than one value per channel in training,
-so training needs a batch of at least 2.
+Placement: 'conv'; the block's own BN follows it. The fc BN normalises a pooled vector, which has one value per
+channel on a batch of one: there it uses its running statistics (see `PooledBatchNorm2d`), so a last partial batch
+of one, or a batch left with one readable image, trains instead of failing.
 """
 
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .helpers import check_int, check_positive
 from .registry import register_attention
+
+
+class PooledBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d for pooled [N, C, 1, 1] vectors that also trains on N = 1.
+
+    With one value per channel the batch variance is undefined (torch raises "Expected more than 1 value per
+    channel"). Such a batch is normalised with the running statistics instead, which it leaves unchanged; the affine
+    weight and bias still get gradients. Any other input is plain BatchNorm2d; the state-dict keys are the same.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] * x.shape[2] * x.shape[3] == 1 and self.track_running_stats:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        return super().forward(x)
 
 
 class ConvBnReLU(nn.Module):
@@ -75,7 +91,7 @@ class SelectiveKernel(nn.Module):
         self.branches = nn.ModuleList(
             ConvBnReLU(channels, out, stride=stride, dilation=m + 1, groups=groups) for m in range(branches))
         self.fc = nn.Conv2d(out, d, 1, bias=False)
-        self.fc_bn = nn.BatchNorm2d(d)
+        self.fc_bn = PooledBatchNorm2d(d)
         self.select = nn.Conv2d(d, out * branches, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

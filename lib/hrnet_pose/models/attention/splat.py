@@ -15,6 +15,8 @@ The conv is grouped (K * R >= 2 groups by default), so there is no dense [out, C
 ``replaced_conv_key = None`` and a checkpoint loader reports an official ``conv2.weight`` as replaced.
 
 Shapes: x [N, C, H, W] -> [N, out, H / stride, W / stride]. Placement: 'conv'; the block's own BN follows it.
+The BN after fc1 normalises a pooled vector; on a batch of one it uses its running statistics (`PooledBatchNorm2d`),
+so training on a batch of one works.
 """
 
 from typing import Optional
@@ -24,6 +26,7 @@ from torch import nn
 
 from .helpers import check_int, check_positive
 from .registry import register_attention
+from .sk import PooledBatchNorm2d
 
 
 @register_attention("splat", placement="conv")
@@ -64,7 +67,7 @@ class SplitAttention(nn.Module):
         self.bn = nn.BatchNorm2d(out * radix)
         # fc1 feeds a BN in training, which would cancel a bias (and leave it without gradient).
         self.fc1 = nn.Conv2d(out, inter, 1, groups=groups, bias=False)
-        self.bn1 = nn.BatchNorm2d(inter)
+        self.bn1 = PooledBatchNorm2d(inter)
         self.fc2 = nn.Conv2d(inter, out * radix, 1, groups=groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,287 @@
+"""Model zoo: names for the released HRNet top-down COCO checkpoints, each with the config it must run with.
+
+`PoseEstimator.from_pretrained(name)`, `tools/demo.py --weights NAME`, `tools/export.py --weights NAME` and
+`tools/test.py ... TEST.MODEL_FILE NAME` take these names. An entry carries everything needed to run its checkpoint:
+architecture (width, input size, heatmap sigma) and test settings (flip test, flip alignment, decoder, UDP), embedded
+here so that the zoo works from a pip install without the repository's experiments/ folder.
+
+Sources (W32/W48 x 256x192/384x288; reported AP on COCO val2017 with the detector boxes of AP_H 56.4, flip test):
+- MMPose (open-mmlab/mmpose, 1.x model zoo pages configs/body_2d_keypoint/topdown_heatmap/coco/hrnet{,_dark,_udp}
+  _coco.md): plain (`MSRAHeatmap`, shift_heatmap=True), DARK (Zhang et al., CVPR 2020; `MSRAHeatmap(unbiased=True)`,
+  blur kernel 11, shift_heatmap=True) and UDP (Huang et al., CVPR 2020; `UDPHeatmap`, whose decoder refines the
+  argmax DARK-style with blur kernel 11; shift_heatmap=False). Direct URLs; the 8 hex digits after the last '-' of
+  each file name are the start of its SHA-256 (MMPose's publish_model), checked after download as torch.hub does.
+  The plain and UDP files are MMPose 1.x checkpoints, the DARK files MMPose 0.x ones; both layouts load
+  (`models.foreign_layouts`).
+- The official release (Sun et al., CVPR 2019; leoxiaobin/deep-high-resolution-net.pytorch README): files behind
+  Google Drive / OneDrive folders that cannot be downloaded by a script; the entry names the file and where to get it.
+
+Downloads go to `torch.hub.get_dir()/checkpoints` with a progress bar; `HRNET_POSE_OFFLINE=1` forbids them.
+"""
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple, Union
+
+from ..config import CN, get_cfg, merge_opts
+from ..errors import UserError
+
+logger = logging.getLogger(__name__)
+
+OFFLINE_ENV = "HRNET_POSE_OFFLINE"
+OFFICIAL_DRIVE = ("Google Drive https://drive.google.com/drive/folders/1hOTihvbyIxsm5ygDpbUuJ7O_tzv4oXjC or "
+                  "OneDrive https://1drv.ms/f/s!AhIXJn_J-blW231MH2krnmLq5kkQ, folder models/pytorch/pose_coco/")
+OFFICIAL_AP_SOURCE = ("https://github.com/leoxiaobin/deep-high-resolution-net.pytorch#results-on-coco-val2017-with-"
+                      "detector-having-human-ap-of-564-on-coco-val2017-dataset")
+_MMPOSE_PAGE = "https://github.com/open-mmlab/mmpose/blob/main/configs/body_2d_keypoint/topdown_heatmap/coco/"
+_MMPOSE_V1 = "https://download.openmmlab.com/mmpose/v1/body_2d_keypoint/topdown_heatmap/coco/"
+_MMPOSE_V0 = "https://download.openmmlab.com/mmpose/top_down/hrnet/"
+
+
+class ZooDownloadError(UserError):
+    """A zoo checkpoint could not be fetched (offline, server error, hash mismatch) or is not where it should be."""
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One released checkpoint and how to run it.
+
+    `arch_cfg` names the repository yaml (under experiments/) whose architecture the entry uses; `entry_config`
+    does not read it (the keys are embedded in `opts`). `url` is '' for manual downloads; `hash_prefix` is the
+    start of the file's SHA-256 ('' when unknown); `reported_ap` is COCO val2017 AP (x100) with detector boxes.
+    """
+
+    name: str
+    arch_cfg: str
+    opts: Tuple[str, ...]
+    url: str
+    hash_prefix: str
+    filename: str
+    source: str
+    reported_ap: float
+    ap_source: str
+    note: str = ""
+
+    def opt(self, key: str) -> Optional[str]:
+        """The value `opts` gives `key`, or None."""
+        pairs = dict(zip(self.opts[::2], self.opts[1::2]))
+        return pairs.get(key)
+
+    @property
+    def input_size(self) -> Tuple[int, int]:
+        """Network input (width, height)."""
+        w, h = self.opt("MODEL.IMAGE_SIZE").strip("[]").split(",")
+        return int(w), int(h)
+
+    @property
+    def decoder(self) -> str:
+        """'default', 'dark' or 'udp+dark' as the README table says it."""
+        dark = self.opt("CODEC.DECODER") == "dark"
+        if self.opt("CODEC.UDP") == "True":
+            return "udp+dark" if dark else "udp"
+        return "dark" if dark else "default"
+
+
+_WIDTHS = {
+    32: ("[32, 64]", "[32, 64, 128]", "[32, 64, 128, 256]"),
+    48: ("[48, 96]", "[48, 96, 192]", "[48, 96, 192, 384]"),
+}
+_SIZES = {"256x192": ("[192, 256]", "[48, 64]", "2"), "384x288": ("[288, 384]", "[72, 96]", "3")}
+
+# Test settings per variant (see the module docstring for their sources). POST_PROCESS is the official quarter offset
+# of the default decoder (DARK replaces it; UDP never adds it). UNBIASED_ENCODING is how the DARK files were trained
+# (MMPose `unbiased_encoding=True`), which matters only when fine-tuning from them.
+_VARIANT_OPTS = {
+    "plain": ("CODEC.UDP", "False", "CODEC.DECODER", "default", "TEST.POST_PROCESS", "True",
+              "TEST.SHIFT_HEATMAP", "True"),
+    "dark": ("CODEC.UDP", "False", "CODEC.DECODER", "dark", "CODEC.DARK_BLUR_KERNEL", "11",
+             "CODEC.UNBIASED_ENCODING", "True", "TEST.POST_PROCESS", "True", "TEST.SHIFT_HEATMAP", "True"),
+    "udp": ("CODEC.UDP", "True", "CODEC.DECODER", "dark", "CODEC.DARK_BLUR_KERNEL", "11",
+            "TEST.POST_PROCESS", "False", "TEST.SHIFT_HEATMAP", "False"),
+}
+
+
+def _opts(width: int, size: str, variant: str) -> Tuple[str, ...]:
+    image, heatmap, sigma = _SIZES[size]
+    s2, s3, s4 = _WIDTHS[width]
+    return ("MODEL.NUM_JOINTS", "17", "MODEL.IMAGE_SIZE", image, "MODEL.HEATMAP_SIZE", heatmap, "MODEL.SIGMA", sigma,
+            "MODEL.EXTRA.STAGE2.NUM_CHANNELS", s2, "MODEL.EXTRA.STAGE3.NUM_CHANNELS", s3,
+            "MODEL.EXTRA.STAGE4.NUM_CHANNELS", s4, "DATASET.COLOR_RGB", "True", "TEST.FLIP_TEST", "True") \
+        + _VARIANT_OPTS[variant]
+
+
+def _mmpose(width: int, size: str, variant: str, url: str, ap: float, note: str = "") -> ZooEntry:
+    name = f"hrnet_w{width}_{size}" + ("" if variant == "plain" else f"_{variant}")
+    filename = url.rsplit("/", 1)[1]
+    page = {"plain": "hrnet_coco.md", "dark": "hrnet_dark_coco.md", "udp": "hrnet_udp_coco.md"}[variant]
+    return ZooEntry(
+        name=name, arch_cfg=f"coco/hrnet/w{width}_{size}_adam_lr1e-3.yaml", opts=_opts(width, size, variant), url=url,
+        hash_prefix=filename.rsplit("-", 1)[1].split("_")[0], filename=filename,
+        source="MMPose " + ("0.x" if "/top_down/" in url else "1.x") + " model zoo", reported_ap=ap,
+        ap_source=_MMPOSE_PAGE + page, note=note)
+
+
+def _official(width: int, size: str, ap: float) -> ZooEntry:
+    return ZooEntry(
+        name=f"hrnet_w{width}_{size}_official", arch_cfg=f"coco/hrnet/w{width}_{size}_adam_lr1e-3.yaml",
+        opts=_opts(width, size, "plain"), url="", hash_prefix="", filename=f"pose_hrnet_w{width}_{size}.pth",
+        source="official HRNet release (manual download from " + OFFICIAL_DRIVE + ")", reported_ap=ap,
+        ap_source=OFFICIAL_AP_SOURCE)
+
+
+_DARK_384_NOTE = ("MMPose 0.x tested it with blur kernel 17 (modulate_kernel), MMPose 1.x with the default 11 (the "
+                  "same reported AP); the entry uses 11")
+
+_ENTRIES: List[ZooEntry] = [
+    _mmpose(32, "256x192", "plain", _MMPOSE_V1 + "td-hm_hrnet-w32_8xb64-210e_coco-256x192-81c58e40_20220909.pth", 74.9),
+    _mmpose(32, "384x288", "plain", _MMPOSE_V1 + "td-hm_hrnet-w32_8xb64-210e_coco-384x288-ca5956af_20220909.pth", 76.1),
+    _mmpose(48, "256x192", "plain", _MMPOSE_V1 + "td-hm_hrnet-w48_8xb32-210e_coco-256x192-0e67c616_20220913.pth", 75.6),
+    _mmpose(48, "384x288", "plain", _MMPOSE_V1 + "td-hm_hrnet-w48_8xb32-210e_coco-384x288-c161b7de_20220915.pth", 76.7),
+    _mmpose(32, "256x192", "dark", _MMPOSE_V0 + "hrnet_w32_coco_256x192_dark-07f147eb_20200812.pth", 75.7),
+    _mmpose(32, "384x288", "dark", _MMPOSE_V0 + "hrnet_w32_coco_384x288_dark-307dafc2_20210203.pth", 76.6,
+            _DARK_384_NOTE),
+    _mmpose(48, "256x192", "dark", _MMPOSE_V0 + "hrnet_w48_coco_256x192_dark-8cba3197_20200812.pth", 76.4),
+    _mmpose(48, "384x288", "dark", _MMPOSE_V0 + "hrnet_w48_coco_384x288_dark-e881a4b6_20210203.pth", 77.2,
+            _DARK_384_NOTE),
+    _mmpose(32, "256x192", "udp",
+            _MMPOSE_V1 + "td-hm_hrnet-w32_udp-8xb64-210e_coco-256x192-73ede547_20220914.pth", 76.2),
+    _mmpose(32, "384x288", "udp",
+            _MMPOSE_V1 + "td-hm_hrnet-w32_udp-8xb64-210e_coco-384x288-9a3f7c85_20220914.pth", 76.8),
+    _mmpose(48, "256x192", "udp",
+            _MMPOSE_V1 + "td-hm_hrnet-w48_udp-8xb32-210e_coco-256x192-3feaef8f_20220913.pth", 76.8),
+    _mmpose(48, "384x288", "udp",
+            _MMPOSE_V1 + "td-hm_hrnet-w48_udp-8xb32-210e_coco-384x288-70d7ab01_20220913.pth", 77.3),
+    _official(32, "256x192", 74.4),
+    _official(32, "384x288", 75.8),
+    _official(48, "256x192", 75.1),
+    _official(48, "384x288", 76.3),
+]
+
+ZOO: Dict[str, ZooEntry] = {e.name: e for e in _ENTRIES}
+
+
+def is_zoo_name(spec: str) -> bool:
+    """True when `spec` names a zoo entry (and is not an existing local file)."""
+    return isinstance(spec, str) and spec in ZOO and not os.path.exists(spec)
+
+
+def get_entry(name: str) -> ZooEntry:
+    """The entry called `name`; a UserError listing the valid names otherwise."""
+    if name not in ZOO:
+        raise UserError(f"unknown model zoo name {name!r}; valid names: {', '.join(sorted(ZOO))}")
+    return ZOO[name]
+
+
+def entry_config(name_or_entry: Union[str, ZooEntry]) -> CN:
+    """The frozen config the entry's checkpoint runs with: defaults + the entry's embedded keys."""
+    entry = name_or_entry if isinstance(name_or_entry, ZooEntry) else get_entry(name_or_entry)
+    cfg = get_cfg()
+    merge_opts(cfg, list(entry.opts))
+    cfg.freeze()
+    return cfg
+
+
+def checkpoint_dir() -> str:
+    """torch.hub's checkpoint folder (TORCH_HOME / ~/.cache/torch/hub/checkpoints), where downloads go."""
+    import torch.hub
+
+    return os.path.join(torch.hub.get_dir(), "checkpoints")
+
+
+def _offline() -> bool:
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _manual_file(entry: ZooEntry, cached: str) -> str:
+    # the official layout (models/pytorch/pose_coco/) relative to the working directory, then the hub cache
+    for path in (os.path.join("models", "pytorch", "pose_coco", entry.filename), cached):
+        if os.path.isfile(path):
+            return path
+    raise ZooDownloadError(
+        f"{entry.name}: {entry.filename} is not downloaded; it cannot be fetched by a script",
+        hint=f"download it by hand from {OFFICIAL_DRIVE} and put it at {cached} (or models/pytorch/pose_coco/), "
+             f"or pass the file itself: --weights /path/to/{entry.filename}")
+
+
+def resolve_weights(spec: str, progress: bool = True) -> str:
+    """A local path as is; a zoo name -> the path of its checkpoint, downloaded (hash-checked) on first use.
+
+    Raises `ZooDownloadError` when offline, on a server/network error or a hash mismatch (naming the URL, the cache
+    path and how to pass a local file), and `UserError` for a name that is neither a file nor a zoo entry.
+    """
+    if os.path.exists(spec):
+        return spec
+    entry = get_entry(spec)
+    cached = os.path.join(checkpoint_dir(), entry.filename)
+    if not entry.url:
+        return _manual_file(entry, cached)
+    if os.path.isfile(cached):
+        return cached
+    how = (f"download {entry.url} yourself (e.g. on a machine with internet) and put it at {cached}, or pass the "
+           f"file itself: --weights /path/to/{entry.filename}")
+    if _offline():
+        raise ZooDownloadError(f"{entry.name} is not in the cache and {OFFLINE_ENV} forbids downloading {entry.url}",
+                               hint=how)
+    import torch.hub
+
+    os.makedirs(os.path.dirname(cached), exist_ok=True)
+    logger.info("downloading %s (%s) to %s", entry.name, entry.url, cached)
+    try:
+        # writes to a temporary file beside `cached` and renames it only after the hash check passed
+        torch.hub.download_url_to_file(entry.url, cached, hash_prefix=entry.hash_prefix or None, progress=progress)
+    except RuntimeError as err:
+        if "invalid hash value" not in str(err):
+            raise
+        raise ZooDownloadError(f"{entry.name}: the file downloaded from {entry.url} fails the hash check "
+                               f"(SHA-256 should start with {entry.hash_prefix}); nothing was saved",
+                               hint="retry; if it persists the server's file changed. " + how) from err
+    except (OSError, ValueError) as err:  # URLError, HTTPError, timeouts, refused connections are OSErrors
+        raise ZooDownloadError(f"{entry.name}: cannot download {entry.url} ({err})", hint=how) from err
+    return cached
+
+
+def merge_entry(cfg: CN, name_or_entry: Union[str, ZooEntry]) -> CN:
+    """A frozen copy of `cfg` with the entry's keys (architecture, input size, flip alignment, decoder) merged in;
+    each value that changes is logged, since running a checkpoint with other settings gives other keypoints."""
+    entry = name_or_entry if isinstance(name_or_entry, ZooEntry) else get_entry(name_or_entry)
+    out = cfg.clone()
+    out.defrost()
+    for key, value in zip(entry.opts[::2], entry.opts[1::2]):
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node[part]
+        old = node[leaf]
+        merge_opts(out, [key, value])
+        if node[leaf] != old:
+            logger.warning("%s: %s %s -> %s (the zoo entry's setting)", entry.name, key, old, node[leaf])
+    out.freeze()
+    return out
+
+
+def apply_zoo_weights(cfg: CN) -> CN:
+    """`tools/test.py` support: when TEST.MODEL_FILE is a zoo name (possibly behind DATA_DIR), return a copy of
+    `cfg` with the entry merged in (`merge_entry`) and TEST.MODEL_FILE set to the downloaded checkpoint. Other
+    configs are returned unchanged."""
+    value = cfg.TEST.MODEL_FILE
+    name = value if is_zoo_name(value) else os.path.basename(value)
+    if not value or os.path.exists(value) or name not in ZOO:
+        return cfg
+    out = merge_entry(cfg, name)
+    out.defrost()
+    out.TEST.MODEL_FILE = resolve_weights(name)
+    out.freeze()
+    return out
+
+
+def markdown_table() -> str:
+    """The README's 'Pretrained models' table, generated from `ZOO`."""
+    rows = ["| name | input (h x w) | decoder | COCO val2017 AP (det. boxes) | source | download |",
+            "|---|---|---|---|---|---|"]
+    for e in _ENTRIES:
+        w, h = e.input_size
+        where = f"[{e.filename}]({e.url})" if e.url else f"{e.filename} by hand ({OFFICIAL_DRIVE.split(' or ')[0]})"
+        rows.append(f"| `{e.name}` | {h}x{w} | {e.decoder} | [{e.reported_ap:.1f}]({e.ap_source}) | "
+                    f"{e.source.split(' (')[0]} | {where} |")
+    return "\n".join(rows)
