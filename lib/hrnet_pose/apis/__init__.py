@@ -1,0 +1,27 @@
+"""Inference API: `PoseEstimator` (image + boxes -> `PoseResult`), person detectors, frame sources, tracking and
+smoothing for streams, the model zoo and the onnxruntime backend.
+
+    from hrnet_pose.apis import PoseEstimator
+    estimator = PoseEstimator.from_config("experiments/coco/hrnet/w32_256x192_adam_lr1e-3.yaml", "w32.pth")
+    result = estimator("image.jpg", boxes=[[x1, y1, x2, y2]])   # result.keypoints [N, 17, 2], result.scores [N, 17]
+
+Names are imported on first use, so `import hrnet_pose.apis.tracking` stays light.
+"""
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "PoseEstimator": "estimator", "InvalidBoxError": "estimator", "PoseResult": "result",
+    "StreamPoseEstimator": "stream", "PoseTracker": "tracking", "OneEuroFilter": "tracking",
+    "PersonDetector": "detectors", "build_detector": "detectors", "open_source": "sources",
+    "TorchBackend": "backends", "build_backend": "backends",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

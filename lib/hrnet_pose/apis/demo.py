@@ -1,0 +1,381 @@
+"""The logic behind `tools/demo.py`: a source of frames in, annotated images or a video and predictions out.
+
+Images (a file, a folder, a glob): one annotated image per input under `--out-dir` and `predictions.json` in COCO
+keypoint results format (image_id = the numeric file stem when it has one, as COCO names its files, else the file
+name). Videos, webcams and URLs: `<name>.mp4` with the input's size and fps and `<name>.jsonl`, one JSON line per
+frame (frame index, timestamp, persons with track id, box, keypoints, scores). Every output is written to a temporary
+name and renamed when complete, also when Ctrl-C stops a stream, so no half-written file carries the final name.
+
+The per-stage timings (read, detect, pose, draw, write) are summed per frame and reported as mean ms and FPS.
+"""
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from ..errors import UserError
+from ..fileio import write_json_atomic
+from .estimator import PoseEstimator
+from .result import PoseResult
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("read", "detect", "pose", "draw", "write")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="Draw HRNet poses on images, folders, globs, videos, webcams (index) or RTSP/HTTP streams.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("source", help="image, folder, glob ('imgs/*.jpg'), video file, webcam index (0) or rtsp/http URL")
+    p.add_argument("--config", "--cfg", dest="config", default="", help="experiment yaml (optional with a zoo name)")
+    p.add_argument("--weights", default="", help=".pth, .onnx or model zoo name; empty = random weights")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--amp", default="", choices=["", "bf16", "fp16"], help="autocast on CUDA")
+    p.add_argument("--det-model", default="fasterrcnn",
+                   help="person detector: fasterrcnn (accurate), mobilenet (fast) or none (whole frame = 1 person)")
+    p.add_argument("--det-weights", default="", help="local detector weights file (instead of torchvision download)")
+    p.add_argument("--bbox-thr", type=float, default=0.5, help="minimum person box score (detector and --boxes)")
+    p.add_argument("--nms-thr", type=float, default=0.5, help="detector box NMS IoU threshold")
+    p.add_argument("--max-persons", type=int, default=50, help="most persons per frame")
+    p.add_argument("--boxes", default="", help="COCO results json of person boxes (image_id: id, file name, or "
+                                               "frame index); replaces the detector")
+    p.add_argument("--kpt-thr", type=float, default=0.3, help="keypoint score threshold for drawing only")
+    p.add_argument("--det-interval", type=int, default=1, help="streams: detect every N frames, carry boxes between")
+    p.add_argument("--track", action="store_true", help="streams: stable track ids (greedy OKS matching)")
+    p.add_argument("--track-metric", default="oks", choices=["oks", "iou"])
+    p.add_argument("--track-max-age", type=int, default=30, help="frames a lost track is kept")
+    p.add_argument("--smooth", action="store_true", help="streams: One Euro filter per keypoint per track")
+    p.add_argument("--smooth-min-cutoff", type=float, default=None, help="One Euro min cutoff (Hz)")
+    p.add_argument("--smooth-beta", type=float, default=None, help="One Euro speed coefficient")
+    p.add_argument("--flip-test", action=argparse.BooleanOptionalAction, default=None,
+                   help="average with the mirrored image (default: the config's TEST.FLIP_TEST)")
+    p.add_argument("--max-batch", type=int, default=32, help="persons per network batch")
+    p.add_argument("--radius", type=int, default=None, help="keypoint radius (default scales with the image)")
+    p.add_argument("--thickness", type=int, default=None, help="limb width (default scales with the image)")
+    p.add_argument("--draw-bbox", action="store_true", help="draw person boxes and scores")
+    p.add_argument("--draw-heatmap", action="store_true", help="overlay the heatmaps (debugging)")
+    p.add_argument("--out-dir", default="output/demo", help="where annotated outputs and predictions go")
+    p.add_argument("--no-save", action="store_true", help="write predictions only, no annotated images/video")
+    p.add_argument("--show", action="store_true", help="show a window (needs a display and GUI OpenCV)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--opts", nargs="*", default=[], help="config overrides KEY VALUE ...")
+    return p
+
+
+# ---------------------------------------------------------------------------------------------------------- helpers
+def gui_unavailable_reason() -> Optional[str]:
+    """None when cv2.imshow can open a window here, else one line saying why not."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return "--show: no display here (DISPLAY and WAYLAND_DISPLAY are unset); writing the outputs only"
+    info = cv2.getBuildInformation()
+    gui = [line.split(":", 1)[1].strip() for line in info.splitlines() if line.strip().startswith("GUI:")]
+    if gui and gui[0].upper() == "NONE":
+        return ("--show: this OpenCV has no GUI support (opencv-python-headless); "
+                "pip uninstall opencv-python-headless && pip install opencv-python to get windows")
+    return None
+
+
+def load_boxes_file(path: str, score_thr: float) -> Dict[Any, Tuple[np.ndarray, np.ndarray]]:
+    """COCO results json of person boxes -> {image_id: (boxes [N,4] x1,y1,x2,y2, scores [N])}."""
+    if not os.path.isfile(path):
+        raise UserError(f"--boxes file not found: {path} (a COCO results json: "
+                        "[{image_id, bbox: [x, y, w, h], score, category_id}, ...])")
+    try:
+        with open(path) as f:
+            entries = json.load(f)
+    except (OSError, ValueError) as err:
+        raise UserError(f"--boxes file {path} is not valid json: {err}") from err
+    if not isinstance(entries, list):
+        raise UserError(f"--boxes file {path} must hold a json list of detections, got {type(entries).__name__}")
+    grouped: Dict[Any, List[Tuple[List[float], float]]] = defaultdict(list)
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict) or "image_id" not in e or "bbox" not in e:
+            raise UserError(f"--boxes file {path}: entry {i} needs image_id and bbox [x, y, w, h]")
+        bbox = e["bbox"]
+        if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4):
+            raise UserError(f"--boxes file {path}: entry {i} has bbox {bbox!r}; expected [x, y, w, h]")
+        if e.get("category_id", 1) != 1 or float(e.get("score", 1.0)) < score_thr:
+            continue
+        x, y, w, h = (float(v) for v in bbox)
+        grouped[e["image_id"]].append(([x, y, x + w, y + h], float(e.get("score", 1.0))))
+    return {k: (np.array([b for b, _ in v], np.float32), np.array([s for _, s in v], np.float32))
+            for k, v in grouped.items()}
+
+
+def image_id_for(name: str) -> Any:
+    """COCO names files by their 12-digit id: '000000000785.jpg' -> 785; other names stay the file name."""
+    stem = os.path.splitext(os.path.basename(name))[0]
+    return int(stem) if stem.isdigit() else os.path.basename(name)
+
+
+def _boxes_for(table: Optional[Dict[Any, Tuple[np.ndarray, np.ndarray]]], keys: Sequence[Any]):
+    if table is None:
+        return None, None
+    for key in keys:
+        if key in table:
+            return table[key]
+    return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+
+
+def _write_image_atomic(path: str, image: np.ndarray) -> None:
+    root, ext = os.path.splitext(path)
+    tmp = f"{root}.partial{ext}"
+    if not cv2.imwrite(tmp, image):
+        raise UserError(f"could not write {path} (is {os.path.dirname(path) or '.'} writable, and {ext!r} an image "
+                        "extension OpenCV knows?)")
+    os.replace(tmp, path)
+
+
+def frame_record(index: int, timestamp: float, result: PoseResult) -> Dict[str, Any]:
+    """One JSON line of a stream's predictions."""
+    persons = []
+    for i in range(len(result)):
+        persons.append({
+            "track_id": None if result.track_ids is None else int(result.track_ids[i]),
+            "box": [round(float(v), 2) for v in result.boxes[i]],
+            "box_score": round(float(result.box_scores[i]), 4),
+            "keypoints": [[round(float(x), 2), round(float(y), 2)] for x, y in result.keypoints[i]],
+            "scores": [round(float(s), 4) for s in result.scores[i]],
+        })
+    return {"frame": int(index), "timestamp": round(float(timestamp), 4), "persons": persons}
+
+
+@dataclass
+class DemoSummary:
+    frames: int = 0
+    persons: int = 0
+    stage_ms: Dict[str, float] = field(default_factory=lambda: {s: 0.0 for s in STAGES})
+    wall_s: float = 0.0
+    outputs: List[str] = field(default_factory=list)
+    interrupted: bool = False
+
+    def add(self, result: PoseResult, read_ms: float, draw_ms: float, write_ms: float) -> None:
+        self.frames += 1
+        self.persons += len(result)
+        t = result.timings
+        self.stage_ms["read"] += read_ms + t.get("read", 0.0)
+        self.stage_ms["detect"] += t.get("detect", 0.0)
+        self.stage_ms["pose"] += t.get("preprocess", 0.0) + t.get("pose", 0.0) + t.get("decode", 0.0)
+        self.stage_ms["draw"] += draw_ms
+        self.stage_ms["write"] += write_ms
+
+    def mean_ms(self) -> Dict[str, float]:
+        return {k: v / max(self.frames, 1) for k, v in self.stage_ms.items()}
+
+    def format(self) -> str:
+        mean = self.mean_ms()
+        total = sum(mean.values())
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in mean.items())
+        fps = 1000.0 / total if total > 0 else float("nan")
+        lines = [f"{'stopped by Ctrl-C: ' if self.interrupted else ''}{self.frames} frames, {self.persons} persons; "
+                 f"mean ms per frame: {stages} (total {total:.1f} ms = {fps:.1f} FPS; wall {self.wall_s:.1f} s)"]
+        lines += [f"wrote {p}" for p in self.outputs]
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------- running
+def build_estimator(args: argparse.Namespace) -> PoseEstimator:
+    """PoseEstimator (+ detector) from the demo's arguments; a zoo name brings its own config."""
+    from . import zoo
+    from .detectors import build_detector
+
+    config: Any = args.config
+    is_zoo = bool(args.weights) and not os.path.isfile(args.weights) and zoo.is_zoo_name(args.weights)
+    if config and is_zoo:
+        # the checkpoint only gives its numbers with its own input size, flip alignment and decoder
+        from ..config import load_config
+
+        config = zoo.merge_entry(load_config(config), args.weights)
+    elif not config and is_zoo:
+        config = zoo.entry_config(args.weights)
+    elif not config and args.weights.lower().endswith(".onnx") and os.path.isfile(args.weights):
+        from .onnx_backend import config_from_metadata
+
+        config = config_from_metadata(args.weights)
+    if not config:
+        raise UserError("--config is needed (an experiment yaml such as "
+                        "experiments/coco/hrnet/w32_256x192_adam_lr1e-3.yaml) unless --weights is a model zoo "
+                        f"name ({', '.join(sorted(zoo.ZOO))}) or a .onnx file written by tools/export.py")
+    detector = None
+    if not args.boxes and args.det_model.lower() != "none":
+        detector = build_detector(args.det_model, device=_device_name(args.device), score_thr=args.bbox_thr,
+                                  nms_thr=args.nms_thr, max_persons=args.max_persons,
+                                  weights=args.det_weights or None)
+    return PoseEstimator.from_config(config, args.weights or None, device=args.device, detector=detector,
+                                     flip_test=args.flip_test, amp=args.amp, max_batch=args.max_batch,
+                                     opts=list(args.opts))
+
+
+def _device_name(device: str) -> str:
+    from .backends import resolve_device
+
+    return str(resolve_device(device))
+
+
+def _draw(estimator_result: PoseResult, image: np.ndarray, args: argparse.Namespace, fps: Optional[float],
+          overlay_timings: bool) -> np.ndarray:
+    from .. import visualization
+
+    canvas = estimator_result.plot(image, kpt_thr=args.kpt_thr, draw_bbox=args.draw_bbox,
+                                   draw_heatmap=args.draw_heatmap, radius=args.radius, thickness=args.thickness)
+    if overlay_timings:
+        visualization.draw_timings(canvas, estimator_result.timings, fps)
+    return canvas
+
+
+def _progress(source: Any, args: argparse.Namespace):
+    from tqdm import tqdm
+
+    return tqdm(total=source.num_frames, unit="frame", disable=args.no_progress, dynamic_ncols=True,
+                desc=os.path.basename(str(args.source)) or str(args.source))
+
+
+def run_images(source: Any, estimator: PoseEstimator, args: argparse.Namespace,
+               boxes: Optional[Dict[Any, Tuple[np.ndarray, np.ndarray]]], summary: DemoSummary,
+               window: Optional[str]) -> None:
+    """Every image of an image source: annotated copies and one COCO results json."""
+    predictions: List[Dict[str, Any]] = []
+    bar = _progress(source, args)
+    it = iter(source)
+    try:
+        while True:
+            t0 = time.perf_counter()
+            frame = next(it, None)
+            if frame is None:
+                break
+            read_ms = (time.perf_counter() - t0) * 1000
+            image_id = frame.image_id if frame.image_id is not None else image_id_for(frame.name)
+            b, s = _boxes_for(boxes, [image_id, os.path.basename(frame.name),
+                                      os.path.splitext(os.path.basename(frame.name))[0]])
+            result = estimator(frame.image, boxes=b, box_scores=s, return_heatmaps=args.draw_heatmap)
+            predictions += result.to_coco(image_id)
+            t1 = time.perf_counter()
+            canvas = None if args.no_save and not window else _draw(result, frame.image, args, None, False)
+            t2 = time.perf_counter()
+            if not args.no_save:
+                out = os.path.join(args.out_dir, os.path.basename(frame.name) or f"{frame.index:06d}.jpg")
+                _write_image_atomic(out, canvas)
+            if window:
+                cv2.imshow(window, canvas)
+                cv2.waitKey(1)
+            summary.add(result, read_ms, (t2 - t1) * 1000, (time.perf_counter() - t2) * 1000)
+            bar.update(1)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        bar.close()
+        pred_path = os.path.join(args.out_dir, "predictions.json")
+        write_json_atomic(predictions, pred_path)
+        summary.outputs.append(pred_path)
+        if not args.no_save:
+            summary.outputs.append(f"{summary.frames} annotated images in {args.out_dir}")
+
+
+def run_stream(source: Any, estimator: PoseEstimator, args: argparse.Namespace,
+               boxes: Optional[Dict[Any, Tuple[np.ndarray, np.ndarray]]], summary: DemoSummary,
+               window: Optional[str], name: str) -> None:
+    """A video, webcam or URL: detection interval, tracking, smoothing; an annotated video and a JSON-lines file."""
+    from .stream import StreamPoseEstimator
+    from .tracking import PoseTracker
+    from .video_writer import VideoWriter
+
+    tracker = None
+    if args.track or args.smooth:
+        smooth_kw = {k: v for k, v in (("min_cutoff", args.smooth_min_cutoff), ("beta", args.smooth_beta))
+                     if v is not None}
+        tracker = PoseTracker(estimator.keypoint_set.sigmas, metric=args.track_metric, max_age=args.track_max_age,
+                              smooth=args.smooth, **smooth_kw)
+    stream = StreamPoseEstimator(estimator, det_interval=args.det_interval, tracker=tracker)
+    jsonl_path = os.path.join(args.out_dir, f"{name}.jsonl")
+    jsonl_tmp = jsonl_path + ".partial"
+    writer = None
+    bar = _progress(source, args)
+    fps_ema: Optional[float] = None
+    it = iter(source)
+    try:
+        with open(jsonl_tmp, "w") as jsonl:
+            while True:
+                t0 = time.perf_counter()
+                frame = next(it, None)
+                if frame is None:
+                    break
+                read_ms = (time.perf_counter() - t0) * 1000
+                b, s = _boxes_for(boxes, [frame.index]) if boxes is not None else (None, None)
+                result = stream.process(frame.image, frame.timestamp, boxes=b, box_scores=s,
+                                        return_heatmaps=args.draw_heatmap)
+                jsonl.write(json.dumps(frame_record(frame.index, frame.timestamp, result)) + "\n")
+                t1 = time.perf_counter()
+                canvas = None
+                if not args.no_save or window:
+                    canvas = _draw(result, frame.image, args, fps_ema, True)
+                t2 = time.perf_counter()
+                if not args.no_save:
+                    if writer is None:
+                        h, w = frame.image.shape[:2]
+                        writer = VideoWriter(os.path.join(args.out_dir, f"{name}.mp4"), source.fps or 30.0, (w, h))
+                    writer.write(canvas)
+                if window:
+                    cv2.imshow(window, canvas)
+                    if cv2.waitKey(1) & 0xFF in (27, ord("q")):
+                        break
+                write_ms = (time.perf_counter() - t2) * 1000
+                summary.add(result, read_ms, (t2 - t1) * 1000, write_ms)
+                frame_ms = (time.perf_counter() - t0) * 1000
+                fps_ema = 1000 / frame_ms if fps_ema is None else 0.9 * fps_ema + 0.1 * 1000 / frame_ms
+                bar.update(1)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close()
+            summary.outputs.append(writer.path)
+        if os.path.exists(jsonl_tmp):
+            os.replace(jsonl_tmp, jsonl_path)
+            summary.outputs.append(jsonl_path)
+
+
+def run_demo(argv: Optional[Sequence[str]] = None) -> DemoSummary:
+    """Parse `argv`, run the demo over the source, return the summary (also printed)."""
+    from .sources import open_source
+
+    args = build_parser().parse_args(argv)
+    if args.det_interval < 1:
+        raise UserError(f"--det-interval must be >= 1, got {args.det_interval}")
+    window = None
+    if args.show:
+        reason = gui_unavailable_reason()
+        if reason:
+            print(reason, file=sys.stderr)
+        else:
+            window = "hrnet_pose demo"
+    boxes = load_boxes_file(args.boxes, args.bbox_thr) if args.boxes else None
+    source = open_source(args.source)  # before the model: a wrong source fails fast
+    estimator = build_estimator(args)
+    os.makedirs(args.out_dir, exist_ok=True)
+    summary = DemoSummary()
+    start = time.perf_counter()
+    try:
+        if source.kind == "images":
+            run_images(source, estimator, args, boxes, summary, window)
+        else:
+            name = (os.path.splitext(os.path.basename(str(args.source).rstrip("/")))[0]
+                    if source.kind == "video" else f"{source.kind}_{time.strftime('%Y%m%d-%H%M%S')}")
+            run_stream(source, estimator, args, boxes, summary, window, name or "stream")
+    finally:
+        source.close()
+        if window:
+            cv2.destroyAllWindows()
+    summary.wall_s = time.perf_counter() - start
+    print(summary.format())
+    return summary

@@ -1,0 +1,232 @@
+"""`PoseEstimator`: image (+ person boxes) -> keypoints, the top-down HRNet pipeline as a library call.
+
+One image goes through: person boxes (given, from a detector, or the whole image) -> center/scale exactly as the COCO
+dataset makes them (midpoint, aspect of the network input, 1.25 padding) -> the dataset's own crop function
+(`datasets.transforms.crop_person`, UDP-aware) -> all persons through the network in batches of `max_batch` (the
+mirrored crops in the same batch when flip test is on) -> the codec's decoder -> image pixels. Given the boxes that
+`tools/test.py` used, the keypoints equal those of its results json.
+
+Input: a BGR uint8 image [H, W, 3] (OpenCV order; grey [H, W] and BGRA are converted) or a path, read like the
+dataset reads images (EXIF orientation ignored). Boxes: [N, 4] x1, y1, x2, y2 in pixels. Output: `PoseResult`.
+"""
+
+import logging
+import os
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Tuple, Union
+
+import cv2
+import numpy as np
+
+from ..codecs.heatmap import HeatmapCodec, build_codec
+from ..config import CN, load_config
+from ..datasets.coco import read_image
+from ..datasets.transforms import crop_person, normalize_crops
+from ..engine.inference import merge_flip
+from ..errors import UserError
+from ..geometry import boxes_to_center_scale, get_affine_transform, get_warp_matrix_udp
+from ..keypoints import KeypointSet, get_keypoint_set
+from .backends import PoseBackend, build_backend
+from .result import PoseResult
+
+logger = logging.getLogger(__name__)
+
+ImageInput = Union[np.ndarray, str, os.PathLike]
+Detector = Callable[[np.ndarray], Tuple[np.ndarray, np.ndarray]]
+
+
+class InvalidBoxError(UserError, ValueError):
+    """A person box is NaN, infinite, or has zero or negative area."""
+
+
+@contextmanager
+def _timed(timings: Dict[str, float], stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    timings[stage] = timings.get(stage, 0.0) + (time.perf_counter() - start) * 1000.0
+
+
+def as_bgr_image(image: ImageInput) -> np.ndarray:
+    """A path (read like the dataset: EXIF orientation ignored) or an array -> contiguous BGR uint8 [H, W, 3]."""
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(os.fspath(image), color_rgb=False)
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8:
+        raise UserError(f"image must be uint8 (OpenCV BGR), got dtype {arr.dtype}; convert with "
+                        "np.clip(img, 0, 255).astype(np.uint8)")
+    if arr.ndim == 2:
+        return cv2.cvtColor(arr, cv2.COLOR_GRAY2BGR)
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        return cv2.cvtColor(arr, cv2.COLOR_BGRA2BGR)
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise UserError(f"image must be [H, W, 3] BGR (or [H, W] grey, [H, W, 4] BGRA), got shape {arr.shape}")
+    return np.ascontiguousarray(arr)
+
+
+def check_boxes(boxes: Any, scores: Any = None) -> Tuple[np.ndarray, np.ndarray]:
+    """[N, 4] x1,y1,x2,y2 (+ optional [N] scores, default 1) -> (float64 boxes, float32 scores); InvalidBoxError
+    naming the box. Boxes stay float64 until the crop box is made, as the dataset computes it."""
+    arr = np.asarray(boxes, dtype=np.float64)
+    if arr.size == 0:
+        return np.zeros((0, 4), np.float64), np.zeros((0,), np.float32)
+    if arr.ndim == 1 and arr.shape[0] == 4:
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise InvalidBoxError(f"boxes must be [N, 4] (x1, y1, x2, y2 in pixels), got shape {arr.shape}")
+    bad = ~np.isfinite(arr).all(axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InvalidBoxError(f"box {i} {arr[i].tolist()} is not finite (NaN or inf); boxes are x1, y1, x2, y2")
+    flat = (arr[:, 2] <= arr[:, 0]) | (arr[:, 3] <= arr[:, 1])
+    if flat.any():
+        i = int(np.flatnonzero(flat)[0])
+        raise InvalidBoxError(f"box {i} {arr[i].tolist()} has zero or negative area; boxes are x1, y1, x2, y2 with "
+                              "x2 > x1 and y2 > y1 (a COCO xywh box [x, y, w, h] is [x, y, x + w, y + h])")
+    if scores is None:
+        sc = np.ones(len(arr), np.float32)
+    else:
+        sc = np.asarray(scores, dtype=np.float32).reshape(-1)
+        if sc.shape[0] != arr.shape[0]:
+            raise InvalidBoxError(f"{sc.shape[0]} box scores for {arr.shape[0]} boxes")
+    return arr, sc
+
+
+def heatmap_to_image_matrices(codec: HeatmapCodec, centers: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """[N, 2, 3] affine maps from heatmap pixels to image pixels (the inverse crop at heatmap resolution)."""
+    size = (int(codec.heatmap_size[0]), int(codec.heatmap_size[1]))
+    inv = get_warp_matrix_udp if codec.use_udp else get_affine_transform
+    return np.stack([inv(c, s, 0, size, inv=True) for c, s in zip(centers, scales)]).astype(np.float32) \
+        if len(centers) else np.zeros((0, 2, 3), np.float32)
+
+
+class PoseEstimator:
+    """Top-down pose estimation of every person in an image (see module docstring).
+
+    Build with `from_config` (a yaml or config + weights) or `from_pretrained` (a model zoo name); the constructor
+    takes the parts themselves so that tests and other runtimes can assemble one without a config.
+    """
+
+    def __init__(self, backend: PoseBackend, codec: HeatmapCodec, keypoint_set: KeypointSet,
+                 color_rgb: bool = True, flip_test: bool = True, detector: Optional[Detector] = None,
+                 max_batch: int = 32, padding: float = 1.25) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        self.backend = backend
+        self.codec = codec
+        self.keypoint_set = keypoint_set
+        self.color_rgb = bool(color_rgb)
+        self.flip_test = bool(flip_test)
+        self.detector = detector
+        self.max_batch = int(max_batch)
+        self.padding = float(padding)
+        self.image_size = (int(codec.image_size[0]), int(codec.image_size[1]))
+        self.aspect_ratio = self.image_size[0] / self.image_size[1]
+
+    @classmethod
+    def from_config(cls, cfg_or_yaml: Union[CN, str, os.PathLike], weights: Optional[str] = None,
+                    device: str = "auto", detector: Optional[Detector] = None, flip_test: Optional[bool] = None,
+                    amp: str = "", max_batch: int = 32, opts: Sequence[str] = (),
+                    channels_last: bool = False) -> "PoseEstimator":
+        """Estimator for a config (yaml path or CfgNode, plus `KEY VALUE` opts) and weights (.pth, .onnx, zoo name,
+        or None for random weights). `flip_test` defaults to the config's TEST.FLIP_TEST."""
+        if isinstance(cfg_or_yaml, CN):
+            cfg = cfg_or_yaml.clone()
+            cfg.defrost()
+            if opts:
+                cfg.merge_from_list(list(opts))
+            cfg.freeze()
+        else:
+            cfg = load_config(os.fspath(cfg_or_yaml), list(opts))
+        if weights is not None:
+            weights = _resolve_weights(str(weights))
+        backend = build_backend(cfg, weights, device, amp, channels_last)
+        return cls(backend, build_codec(cfg), get_keypoint_set(cfg.DATASET.KEYPOINT_SET), bool(cfg.DATASET.COLOR_RGB),
+                   bool(cfg.TEST.FLIP_TEST) if flip_test is None else bool(flip_test), detector, max_batch)
+
+    @classmethod
+    def from_pretrained(cls, name: str, **kwargs: Any) -> "PoseEstimator":
+        """Estimator for a model zoo entry (`hrnet_pose.apis.zoo`): its config and its downloaded weights."""
+        from . import zoo
+
+        return cls.from_config(zoo.entry_config(name), zoo.resolve_weights(name), **kwargs)
+
+    # ------------------------------------------------------------------ boxes
+    def center_scale(self, boxes: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """x1,y1,x2,y2 boxes -> (center, scale) as the dataset does for a cleaned COCO box (xywh = x1, y1, x2-x1,
+        y2-y1; aspect of the network input; padding)."""
+        xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
+        return boxes_to_center_scale(xywh, self.aspect_ratio, self.padding)
+
+    def _person_boxes(self, image: np.ndarray, boxes: Any, box_scores: Any) -> Tuple[np.ndarray, np.ndarray]:
+        if boxes is not None:
+            return check_boxes(boxes, box_scores)
+        if self.detector is not None:
+            det_boxes, det_scores = self.detector(image)
+            return check_boxes(det_boxes, det_scores)
+        h, w = image.shape[:2]
+        # the whole image as one person, in the pixel-centre convention of a cleaned COCO box
+        return np.array([[0, 0, max(w - 1, 1), max(h - 1, 1)]], np.float64), np.ones(1, np.float32)
+
+    # ------------------------------------------------------------------ network
+    def crops(self, image: np.ndarray, centers: np.ndarray, scales: np.ndarray) -> np.ndarray:
+        """Normalised network inputs [N, 3, H, W] float32 for the boxes, in the config's colour order."""
+        crops = np.stack([crop_person(image, c, s, 0.0, self.image_size, self.codec.use_udp)[0]
+                          for c, s in zip(centers, scales)])
+        if self.color_rgb:
+            crops = crops[..., ::-1]  # the warp treats channels alike, so BGR->RGB after it equals before it
+        return normalize_crops(crops)
+
+    def heatmaps(self, inputs: np.ndarray, flip_test: Optional[bool] = None) -> np.ndarray:
+        """Heatmaps [N, K, h, w] float32 of normalised crops, flip-averaged as the codec prescribes."""
+        flip = self.flip_test if flip_test is None else bool(flip_test)
+        outs = []
+        for start in range(0, len(inputs), self.max_batch):
+            chunk = inputs[start:start + self.max_batch]
+            if not flip:
+                outs.append(self.backend(chunk))
+                continue
+            both = self.backend(np.concatenate([chunk, chunk[..., ::-1]]))
+            n = len(chunk)
+            outs.append(merge_flip(both[:n], both[n:], self.keypoint_set.flip_index, self.codec.flip_shift))
+        return np.concatenate(outs).astype(np.float32, copy=False)
+
+    # ------------------------------------------------------------------ call
+    def __call__(self, image: ImageInput, boxes: Any = None, box_scores: Any = None,
+                 flip_test: Optional[bool] = None, return_heatmaps: bool = False) -> PoseResult:
+        """Poses of every person in `image` (see module docstring). `boxes` [N, 4] x1,y1,x2,y2 skip the detector;
+        with neither boxes nor a detector the whole image is one person."""
+        timings: Dict[str, float] = {}
+        with _timed(timings, "read"):
+            image = as_bgr_image(image)
+        with _timed(timings, "detect"):
+            boxes, box_scores = self._person_boxes(image, boxes, box_scores)
+        if len(boxes) == 0:
+            return PoseResult.empty(self.keypoint_set, timings)
+        with _timed(timings, "preprocess"):
+            centers, scales = self.center_scale(boxes)
+            inputs = self.crops(image, centers, scales)
+        with _timed(timings, "pose"):
+            heatmaps = self.heatmaps(inputs, flip_test)
+        with _timed(timings, "decode"):
+            preds, maxvals = self.codec.decode(heatmaps, centers, scales)
+        return PoseResult(
+            keypoints=preds.astype(np.float32), scores=maxvals[..., 0].astype(np.float32), boxes=boxes.astype(np.float32),
+            box_scores=box_scores, centers=centers, scales=scales, keypoint_set=self.keypoint_set,
+            heatmaps=heatmaps if return_heatmaps else None,
+            heatmap_to_image=heatmap_to_image_matrices(self.codec, centers, scales) if return_heatmaps else None,
+            timings=timings)
+
+
+def _resolve_weights(spec: str) -> str:
+    """A local file as is; a model zoo name -> its downloaded file; anything else -> a clear error."""
+    if os.path.isfile(spec):
+        return spec
+    try:
+        from . import zoo
+    except ImportError:  # the zoo module is optional for local files
+        zoo = None
+    if zoo is not None and zoo.is_zoo_name(spec):
+        return zoo.resolve_weights(spec)
+    raise UserError(f"weights {spec!r} not found: give a .pth or .onnx file that exists"
+                    + (f", or a model zoo name ({', '.join(sorted(zoo.ZOO))})" if zoo is not None else ""))

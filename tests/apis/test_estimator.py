@@ -1,0 +1,163 @@
+"""PoseEstimator on real COCO images with the official tiny weights: the same keypoints as tools/test.py for the same
+boxes (flip on and off), batching invariance, empty images, boxes outside the image, invalid boxes."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hrnet_pose.apis.estimator import InvalidBoxError, PoseEstimator
+from hrnet_pose.config import load_config
+from hrnet_pose.datasets.coco import _clean_gt_boxes
+from hrnet_pose.errors import UserError
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TINY_YAML = os.path.join(REPO, "tests", "fixtures", "official_hrnet_tiny_a.yaml")
+
+
+def _gt_boxes(coco_root):
+    """Per image: the GT boxes the dataset evaluates (official cleaning), as x1, y1, x2, y2."""
+    with open(os.path.join(coco_root, "annotations", "person_keypoints_val2017.json")) as f:
+        data = json.load(f)
+    images = {im["id"]: im for im in data["images"]}
+    per_image = {}
+    for ann in data["annotations"]:
+        if ann.get("iscrowd") or ann["category_id"] != 1 or max(ann["keypoints"]) <= 0 or ann.get("area", 0) <= 0:
+            continue
+        im = images[ann["image_id"]]
+        clean, ok = _clean_gt_boxes(np.array([ann["bbox"]], np.float64), im["width"], im["height"])
+        if ok[0]:
+            x, y, w, h = clean[0]
+            per_image.setdefault(ann["image_id"], []).append([x, y, x + w, y + h])
+    return images, {k: np.array(v) for k, v in per_image.items()}
+
+
+def _run_test_py(coco_root, weights, out, flip):
+    cmd = [sys.executable, os.path.join(REPO, "tools", "test.py"), "--cfg", TINY_YAML, "--modelDir", out,
+           "DATASET.ROOT", coco_root, "TEST.MODEL_FILE", weights, "TEST.FLIP_TEST", str(flip),
+           "ENGINE.DEVICE", "cpu", "ENGINE.PROGRESS_BAR", "False", "WORKERS", "0"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    path = os.path.join(out, "coco", "pose_hrnet", "official_hrnet_tiny_a", "results",
+                        "keypoints_val2017_results_0.json")
+    with open(path) as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def estimator(tiny_weights):
+    return PoseEstimator.from_config(TINY_YAML, tiny_weights, device="cpu")
+
+
+@pytest.mark.parametrize("flip", [True, False])
+def test_api_equals_test_py_results(coco_val_root, tiny_weights, estimator, tmp_path, flip):
+    results = _run_test_py(coco_val_root, tiny_weights, str(tmp_path / "out"), flip)
+    images, boxes = _gt_boxes(coco_val_root)
+    matched = 0
+    for image_id, image_boxes in boxes.items():
+        path = os.path.join(coco_val_root, "images", "val2017", images[image_id]["file_name"])
+        res = estimator(path, boxes=image_boxes, flip_test=flip)
+        for entry in (r for r in results if r["image_id"] == image_id):
+            # the results json keeps the crop box of each person: find the same person in the API result
+            same = np.flatnonzero(np.all(res.centers == np.float32(entry["center"]), axis=1)
+                                  & np.all(res.scales == np.float32(entry["scale"]), axis=1))
+            assert len(same) == 1, (image_id, entry["center"])
+            expected = np.array(entry["keypoints"], np.float64).reshape(-1, 3)
+            np.testing.assert_allclose(res.keypoints[same[0]], expected[:, :2], atol=1e-4, rtol=0)
+            np.testing.assert_allclose(res.scores[same[0]], expected[:, 2], atol=1e-6, rtol=0)
+            matched += 1
+    assert matched == len(results) and matched >= 10
+
+
+def test_batched_equals_per_person_and_chunks(coco_val_root, estimator):
+    images, boxes = _gt_boxes(coco_val_root)
+    image_id = max(boxes, key=lambda k: len(boxes[k]))
+    path = os.path.join(coco_val_root, "images", "val2017", images[image_id]["file_name"])
+    assert len(boxes[image_id]) >= 3
+    together = estimator(path, boxes=boxes[image_id])
+    for i, box in enumerate(boxes[image_id]):
+        alone = estimator(path, boxes=box[None])
+        np.testing.assert_allclose(alone.keypoints[0], together.keypoints[i], atol=1e-4)
+        np.testing.assert_allclose(alone.scores[0], together.scores[i], atol=1e-5)
+    estimator.max_batch = 2  # chunked: the mirrored crops travel with their chunk
+    try:
+        chunked = estimator(path, boxes=boxes[image_id])
+    finally:
+        estimator.max_batch = 32
+    np.testing.assert_allclose(chunked.keypoints, together.keypoints, atol=1e-4)
+    assert together.timings.keys() >= {"read", "detect", "preprocess", "pose", "decode"}
+
+
+def test_result_is_in_image_pixels_and_to_coco_loads(coco_val_root, estimator):
+    from pycocotools.coco import COCO
+
+    images, boxes = _gt_boxes(coco_val_root)
+    image_id = next(iter(boxes))
+    image = images[image_id]
+    res = estimator(os.path.join(coco_val_root, "images", "val2017", image["file_name"]), boxes=boxes[image_id])
+    assert res.keypoints.dtype == np.float32 and res.keypoints.shape == (len(boxes[image_id]), 17, 2)
+    assert res.scores.shape == (len(boxes[image_id]), 17) and res.track_ids is None
+    np.testing.assert_allclose(res.boxes, boxes[image_id], atol=1e-3)
+    entries = res.to_coco(image_id)
+    coco = COCO(os.path.join(coco_val_root, "annotations", "person_keypoints_val2017.json"))
+    dt = coco.loadRes(entries)
+    assert len(dt.getAnnIds()) == len(boxes[image_id])
+
+
+def test_no_person_gives_empty_result(coco_val_root, tiny_weights):
+    est = PoseEstimator.from_config(TINY_YAML, tiny_weights, device="cpu",
+                                    detector=lambda image: (np.zeros((0, 4)), np.zeros(0)))
+    image = np.full((120, 160, 3), 127, np.uint8)
+    res = est(image)
+    assert len(res) == 0 and res.keypoints.shape == (0, 17, 2) and res.scores.shape == (0, 17)
+    assert res.to_coco(1) == [] and res.plot(image).shape == image.shape
+
+
+def test_whole_image_without_detector_and_boxes_outside(estimator):
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (96, 80, 3), dtype=np.uint8)
+    whole = estimator(image)
+    assert len(whole) == 1
+    np.testing.assert_allclose(whole.centers[0], [39.5, 47.5])
+    outside = estimator(image, boxes=[[-40, -30, 60, 200], [70, 80, 400, 300]])
+    assert len(outside) == 2 and np.isfinite(outside.keypoints).all()
+
+
+@pytest.mark.parametrize("box, match", [
+    ([[10, 10, 10, 50]], "zero or negative area"),
+    ([[10, 10, 50, np.nan]], "not finite"),
+    ([[1, 2, 3]], r"\[N, 4\]"),
+])
+def test_invalid_boxes_are_clear_errors(estimator, box, match):
+    with pytest.raises(InvalidBoxError, match=match):
+        estimator(np.zeros((64, 64, 3), np.uint8), boxes=box)
+    assert issubclass(InvalidBoxError, UserError)
+
+
+def test_bad_images_and_weights_are_user_errors(estimator, tmp_path, tiny_weights):
+    with pytest.raises(UserError, match="does not exist"):
+        estimator(str(tmp_path / "missing.jpg"))
+    (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(UserError, match="cannot be decoded"):
+        estimator(str(tmp_path / "bad.jpg"))
+    with pytest.raises(UserError, match="uint8"):
+        estimator(np.zeros((8, 8, 3), np.float32))
+    with pytest.raises(UserError, match="not found"):
+        PoseEstimator.from_config(TINY_YAML, str(tmp_path / "nope.pth"))
+    cfg = load_config(TINY_YAML, ["MODEL.EXTRA.STAGE4.NUM_CHANNELS", "[16, 32, 64, 64]"])
+    with pytest.raises(UserError, match="does not match the model"):
+        PoseEstimator.from_config(cfg, tiny_weights)
+
+
+def test_custom_keypoint_set_and_udp(tmp_path):
+    """Any keypoint set the config defines; UDP crops and decoding through the same path (random weights)."""
+    kset = os.path.join(os.path.dirname(TINY_YAML), "keypoints_5.yaml")
+    est = PoseEstimator.from_config(TINY_YAML, None, device="cpu",
+                                    opts=["DATASET.KEYPOINT_SET", kset, "MODEL.NUM_JOINTS", "5", "CODEC.UDP", "True"])
+    res = est(np.zeros((100, 100, 3), np.uint8), boxes=[[10, 10, 60, 90]], return_heatmaps=True)
+    assert res.keypoints.shape == (1, 5, 2) and res.heatmaps.shape == (1, 5, 24, 16)
+    assert res.heatmap_to_image.shape == (1, 2, 3)
