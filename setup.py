@@ -21,8 +21,9 @@ setup(
         "pyyaml>=5.4",
     ],
     extras_require={
-        "dev": ["pytest>=7", "onnx>=1.14", "onnxruntime>=1.16", "faster-coco-eval>=1.5"],
-        "fast-eval": ["faster-coco-eval>=1.5"],
+        "dev": ["pytest>=7", "onnx>=1.14", "onnxruntime>=1.16", "faster-coco-eval>=1.5", "orjson>=3.9"],
+        # orjson writes a 100k-prediction results json ~3x faster; the evaluator falls back to json without it
+        "fast-eval": ["faster-coco-eval>=1.5", "orjson>=3.9"],
         "onnx": ["onnx>=1.14", "onnxruntime>=1.16"],  # tools/export.py and .onnx weights (onnxruntime-gpu for CUDA)
     },
 )

@@ -12,6 +12,15 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 torch.set_flush_denormal(True)
 
 
+@pytest.fixture()
+def one_thread():
+    """One torch thread: on a busy 2-core machine two OpenMP threads per process are much slower than one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def fixtures_dir() -> str:
     return FIXTURES
@@ -33,3 +42,16 @@ def tiny_cfg_path(tmp_path, tiny_official) -> str:
     path = tmp_path / "tiny.yaml"
     path.write_text(tiny_official["cfg_yaml"])
     return str(path)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: needs a CUDA GPU; skipped when torch.cuda.is_available() is False")
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)

@@ -9,6 +9,13 @@ through the same numpy-in/numpy-out backend contract as PoseEstimator, with the 
     python tools/benchmark.py --cfg experiments/coco/hrnet/w32_256x192_adam_lr1e-3.yaml --mode infer \
         --backend torch onnxruntime --batch 1 8 --device cpu [--threads 2]
 
+CPU speed, plain (official behaviour) against fast, side by side in one run: COCO evaluation of ~100k predictions,
+the data pipeline per core (DATASET.FAST_DECODE off/on) and inference latency of every CPU route with its error
+(table on stdout, rows in --json; see docs/benchmarks.md):
+
+    python tools/benchmark.py --cfg experiments/coco/hrnet/w32_256x192_adam_lr1e-3.yaml --mode cpu --device cpu \
+        --batch 1 --threads 2 --json cpu.json [--parts eval data infer] [--routes official folded_cl onnxruntime ...]
+
 Speed is measured here, never asserted in tests. On a shared CPU, timings vary by about +-10% between runs.
 """
 
@@ -23,13 +30,19 @@ import torch
 from hrnet_pose.config import load_config
 from hrnet_pose.datasets.build import build_dataloader, build_dataset
 from hrnet_pose.engine.benchmark import benchmark_backend, benchmark_loader, benchmark_model
+from hrnet_pose.engine.step_benchmark import benchmark_train_step, format_step_table
 from hrnet_pose.models import build_model
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cfg", required=True)
-    parser.add_argument("--mode", choices=["train", "infer", "data", "all"], default="all")
+    parser.add_argument("--mode", choices=["train", "infer", "data", "all", "step", "cpu", "demo"], default="all",
+                        help="step: the training step, plain (fp32 NCHW eager) vs fast (bf16 channels_last fused, "
+                             "compiled/graphed on CUDA), side by side")
+    parser.add_argument("--det-model", default="fasterrcnn", help="demo mode: fasterrcnn or mobilenet")
+    parser.add_argument("--compile", default="", help="step mode, fast variant on CUDA: ENGINE.COMPILE mode "
+                                                      "('' = CUDA graphs via 'reduce-overhead')")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch", type=int, nargs="+", default=[0],
                         help="one or more batch sizes; default: TRAIN/TEST.BATCH_SIZE_PER_GPU")
@@ -41,9 +54,20 @@ def main(argv=None) -> int:
     parser.add_argument("--channels-last", action="store_true", help="also measure channels_last")
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--json", default="", help="write the results here")
+    parser.add_argument("--parts", nargs="+", choices=["eval", "data", "infer"], default=["eval", "data", "infer"],
+                        help="cpu mode: which comparisons to run")
+    parser.add_argument("--routes", nargs="+", default=None, help="cpu mode: inference routes (default: all of "
+                                                                     "hrnet_pose.engine.cpu_inference.ROUTES)")
+    parser.add_argument("--data-root", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
+                                                            "fixtures", "coco_real_mini"),
+                        help="cpu mode: real COCO images for the data pipeline and the inference crops")
     parser.add_argument("opts", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     cfg = load_config(args.cfg, args.opts)
+    if args.mode == "demo":
+        return _demo_side_by_side(cfg, args)
+    if args.mode == "cpu":
+        return _cpu_side_by_side(cfg, args)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -66,12 +90,17 @@ def main(argv=None) -> int:
                     model = build_model(cfg)
                     results.append(benchmark_model(model, (h, w), batch, device, amp, cl, mode == "train",
                                                    iters=args.iters))
+    if args.mode == "step":
+        for batch in [b or cfg.TRAIN.BATCH_SIZE_PER_GPU for b in args.batch]:
+            results += benchmark_train_step(cfg, device, batch, iters=args.iters, compile_mode=args.compile)
     if args.mode in ("data", "all"):
         dataset = build_dataset(cfg, "train")
         results.append(benchmark_loader(build_dataloader(cfg, dataset, "train")))
     print(f"config {args.cfg}, device {device}" + (f" ({torch.cuda.get_device_name(device)})"
                                                     if device.type == "cuda" else f" ({torch.get_num_threads()} threads)"))
     for r in results:
+        if r["mode"] == "step":
+            continue
         if r["mode"] == "data":
             print(f"data   workers {r['workers']:>2}                     {r['samples_per_s']:9.1f} samples/s")
         elif "backend" in r:
@@ -80,6 +109,9 @@ def main(argv=None) -> int:
         else:
             print(f"{r['mode']:<6} batch {r['batch']:>3} {r['amp']:<5} {'channels_last' if r['channels_last'] else 'contiguous':<13}"
                   f" {r['samples_per_s']:9.1f} samples/s  {r['ms_per_iter']:8.1f} ms/iter (median)")
+    step_rows = [r for r in results if r["mode"] == "step"]
+    if step_rows:
+        print(format_step_table(step_rows))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
@@ -106,6 +138,58 @@ def _compare_backends(cfg, args, device: torch.device, input_hw, batches) -> lis
             for name in args.backend:
                 rows.append(benchmark_backend(backends[name], input_hw, batch, iters=args.iters))
     return rows
+
+
+def _cpu_side_by_side(cfg, args) -> int:
+    """--mode cpu: every figure plain and fast in one run (hrnet_pose.engine.cpu_benchmark)."""
+    import platform
+
+    import cv2
+    import numpy as np
+    import onnxruntime
+
+    from hrnet_pose.engine.cpu_benchmark import format_rows, run_cpu_benchmark
+    from hrnet_pose.engine.cpu_inference import ROUTES
+    from hrnet_pose.models import load_weights
+
+    threads = args.threads or torch.get_num_threads()
+    model = build_model(cfg).eval()
+    if cfg.TEST.MODEL_FILE:
+        load_weights(model, cfg.TEST.MODEL_FILE)
+    batches = [b or 1 for b in args.batch]
+    rows = run_cpu_benchmark(model, args.data_root, tuple(cfg.MODEL.IMAGE_SIZE), args.parts, batches, args.iters,
+                             threads, args.routes or ROUTES, trained=bool(cfg.TEST.MODEL_FILE))
+    cpu = platform.machine()
+    if os.path.isfile("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    env = {"cpu": cpu, "cores": os.cpu_count(), "threads": threads,
+           "load_average": os.getloadavg(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
+           "opencv": cv2.__version__, "numpy": np.__version__, "python": platform.python_version(),
+           "config": args.cfg, "weights": cfg.TEST.MODEL_FILE or "untrained, BN statistics from the fixture crops"}
+    print("; ".join(f"{k} {v}" for k, v in env.items()))
+    print(format_rows(rows))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"environment": env, "rows": rows}, f, indent=1)
+    return 0
+
+
+
+def _demo_side_by_side(cfg, args) -> int:
+    """--mode demo: the official demo's schedule against ours on a synthetic 720p clip (hrnet_pose.apis.demo_benchmark;
+    --det-model picks the torchvision detector, run with random weights: same compute, boxes from the clip)."""
+    from hrnet_pose.apis.demo_benchmark import format_demo_table, run_demo_benchmark
+
+    rows = run_demo_benchmark(cfg, args.det_model, num_frames=args.iters, device=str(args.device))
+    print(f"demo schedules, config {args.cfg}, detector {args.det_model} (random weights), device {args.device} "
+          f"({torch.get_num_threads()} threads), 1280x720, 6 persons, flip test off")
+    print(format_demo_table(rows))
+    if args.json:
+        from hrnet_pose.fileio import write_json_atomic
+
+        write_json_atomic(rows, args.json, indent=2)
+    return 0
 
 
 if __name__ == "__main__":

@@ -14,11 +14,6 @@ def tiny_synthetic_root(tmp_path_factory) -> str:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
+def _one_thread(one_thread):
     """One intra-op thread: on a busy 2-core machine two OpenMP threads spin against each other (30x slower)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
     yield
-    torch.set_num_threads(before)

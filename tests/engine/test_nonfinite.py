@@ -39,8 +39,13 @@ def _trainer(root, out, opts, bad):
     return Trainer(cfg, "tiny.yaml", train_dataset=Poisoned(base, bad))
 
 
-def test_poisoned_batch_is_skipped_and_training_continues(tiny_synthetic_root, tmp_path):
-    trainer = _trainer(tiny_synthetic_root, str(tmp_path), [], bad=[0])
+# fused: the guard skips on the device (the flag read only at print time); unfused: read on the host each step
+GUARDS = pytest.mark.parametrize("guard", [[], ["ENGINE.FUSED_OPTIMIZER", "True"]], ids=["host", "device"])
+
+
+@GUARDS
+def test_poisoned_batch_is_skipped_and_training_continues(tiny_synthetic_root, tmp_path, guard):
+    trainer = _trainer(tiny_synthetic_root, str(tmp_path), guard, bad=[0])
     before = ckpt_io.bare_state_dict(trainer.model)
     result = trainer.fit()
     assert result["nonfinite_steps"] == 1  # 16 samples, batch 8: one of the two batches holds sample 0
@@ -63,8 +68,9 @@ def test_skipped_steps_leave_weights_and_bn_buffers_untouched(tiny_synthetic_roo
         assert torch.equal(before[key], after[key]), key
 
 
-def test_consecutive_failures_stop_with_clear_message(tiny_synthetic_root, tmp_path):
-    trainer = _trainer(tiny_synthetic_root, str(tmp_path), ["ENGINE.MAX_NONFINITE", "2"], bad="all")
+@GUARDS
+def test_consecutive_failures_stop_with_clear_message(tiny_synthetic_root, tmp_path, guard):
+    trainer = _trainer(tiny_synthetic_root, str(tmp_path), ["ENGINE.MAX_NONFINITE", "2"] + guard, bad="all")
     with pytest.raises(NonFiniteLossError, match="MAX_NONFINITE=2"):
         trainer.fit()
     assert not os.path.exists(os.path.join(trainer.paths.output_dir, "model_best.pth"))

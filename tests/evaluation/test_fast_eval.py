@@ -71,7 +71,7 @@ def test_synthetic_generator_shapes(synthetic):
 
 
 def test_vectorised_cocoeval_equals_pycocotools_on_synthetic(synthetic):
-    """Every prediction, no NMS: up to 20 per image compete for each person, crowd and keypoint-less persons included."""
+    """Every prediction, no NMS: up to 20 per image compete for each person (crowd and keypoint-less ones too)."""
     gt, p = synthetic
     kpts = np.concatenate([p["preds"], p["maxvals"]], axis=2)
     scores = p["box_scores"] * p["maxvals"][:, :, 0].mean(axis=1)

@@ -57,6 +57,10 @@ class OnnxRuntimeBackend:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"ONNX model not found: {path}")
         options = ort.SessionOptions()
+        # all graph rewrites (conv+BN+activation fusion, NCHWc blocked convs on x86) and one op at a time on the
+        # intra-op pool: for a batch-1 convnet on a few cores, parallel op execution only adds contention
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         if num_threads:
             options.intra_op_num_threads = int(num_threads)
             options.inter_op_num_threads = 1

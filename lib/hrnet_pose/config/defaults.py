@@ -3,7 +3,8 @@
 Official yamls (`experiments/coco/hrnet/*.yaml`) merge unchanged. Unlike the official code, `MODEL.EXTRA` is declared in
 full and is strict, so a misspelt architecture key is an error instead of being silently ignored. Keys that the official
 code does not have live only under clearly named new nodes (MODEL.EXTRA.ATTENTION, CODEC, AUG, COMPAT, ENGINE,
-SYNTHETIC) plus DATASET.KEYPOINT_SET, DATASET.SKIP_BAD_IMAGES, TEST.INTERVAL and TEST.COCO_EVAL_BACKEND.
+SYNTHETIC) plus DATASET.KEYPOINT_SET, DATASET.SKIP_BAD_IMAGES, DATASET.FAST_DECODE, TEST.INTERVAL and
+TEST.COCO_EVAL_BACKEND.
 """
 
 from yacs.config import CfgNode as CN
@@ -84,6 +85,7 @@ _C.DATASET.NUM_JOINTS_HALF_BODY = 8  # half-body only when more visible joints t
 _C.DATASET.COLOR_RGB = False  # feed RGB (true) or BGR (false) to the network
 _C.DATASET.KEYPOINT_SET = ""  # '' for COCO-17, or a keypoint-set yaml (names, flip pairs, sigmas, skeleton)
 _C.DATASET.SKIP_BAD_IMAGES = True  # training only: skip unreadable images with a warning instead of failing
+_C.DATASET.FAST_DECODE = False  # decode JPEGs at 1/2, 1/4, 1/8 size when the box is that much larger than the input
 
 _C.TRAIN = CN()
 _C.TRAIN.LR_FACTOR = 0.1  # MultiStepLR gamma
@@ -162,6 +164,12 @@ _C.ENGINE.SYNC_BN = False  # convert BatchNorm to SyncBatchNorm when distributed
 _C.ENGINE.DIST_BACKEND = ""  # '' = nccl on CUDA, gloo on CPU; or 'nccl' / 'gloo'
 _C.ENGINE.TENSORBOARD = True  # write TensorBoard events (rank 0) under LOG_DIR
 _C.ENGINE.PROGRESS_BAR = True  # tqdm progress bars with ETA (rank 0)
+_C.ENGINE.FUSED_OPTIMIZER = False  # fused Adam/AdamW/SGD where the device has it, else foreach (off: torch's default)
+_C.ENGINE.COMPILE = ""  # torch.compile the model: '' (eager), 'default', 'reduce-overhead', 'max-autotune'
+_C.ENGINE.CUDA_GRAPH = False  # CUDA graphs via compile mode 'reduce-overhead'; CUDA only, else a logged fallback
+_C.ENGINE.GPU_NORMALIZE = False  # uint8 [B,H,W,3] batches are normalised on the device (float batches pass through)
+_C.ENGINE.PERSISTENT_WORKERS = False  # keep train workers between epochs; their RNG then is not re-seeded per epoch
+_C.ENGINE.PREFETCH_FACTOR = 2  # batches each loader worker prepares ahead (when WORKERS > 0)
 
 _C.SYNTHETIC = CN()  # the generated COCO-format dataset (DATASET.DATASET: synthetic), made under DATASET.ROOT if absent
 _C.SYNTHETIC.SEED = 0  # generator seed: same seed -> identical images and byte-identical json

@@ -140,6 +140,7 @@ def build_dataset(cfg, split: str, codec: Any = None) -> Dataset:
         transform_cfg=augmentation_config(cfg),
         color_rgb=bool(cfg.DATASET.COLOR_RGB),
         skip_bad_images=bool(cfg.DATASET.SKIP_BAD_IMAGES),
+        fast_decode=bool(cfg.DATASET.FAST_DECODE),
     )
     if is_train and cfg.DATASET.SELECT_DATA:
         before = len(dataset.db)
@@ -182,14 +183,22 @@ def build_dataloader(cfg, dataset: Dataset, split: str, distributed: bool = Fals
     elif distributed:
         sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=False, drop_last=False)
     batch_size = cfg.TRAIN.BATCH_SIZE_PER_GPU if is_train else cfg.TEST.BATCH_SIZE_PER_GPU
+    workers = int(cfg.WORKERS)
+    # ENGINE.PERSISTENT_WORKERS / PREFETCH_FACTOR: torch accepts them only with worker processes. Persistent workers
+    # are kept for training only (its loader is iterated every epoch; validation runs every TEST.INTERVAL epochs).
+    # Off by default: persistent workers keep their RNG across epochs, so a resumed run would augment differently.
+    extra = {}
+    if workers > 0:
+        extra = {"persistent_workers": bool(cfg.ENGINE.PERSISTENT_WORKERS) and is_train,
+                 "prefetch_factor": int(cfg.ENGINE.PREFETCH_FACTOR)}
     return DataLoader(
         dataset,
         batch_size=int(batch_size),
         sampler=sampler,
-        num_workers=int(cfg.WORKERS),
+        num_workers=workers,
         pin_memory=bool(cfg.PIN_MEMORY) and torch.cuda.is_available(),
         collate_fn=collate_skip_none,
         worker_init_fn=worker_init_fn,
         drop_last=False,
-        persistent_workers=False,
+        **extra,
     )

@@ -24,6 +24,7 @@ from pycocotools.coco import COCO
 from ..errors import UserError
 from ..geometry import boxes_to_center_scale
 from ..keypoints import COCO17, KeypointSet, get_keypoint_set
+from .fast_decode import prepare_fast, to_normalized_tensor_fast
 from .transforms import (
     AugmentationConfig,
     Photometric,
@@ -110,6 +111,7 @@ class CocoKeypoints(torch.utils.data.Dataset):
         skip_bad_images: bool = True,
         ann_file: Optional[str] = None,
         image_dir: Optional[str] = None,
+        fast_decode: bool = False,
     ):
         self.root = root
         self.image_set = image_set
@@ -130,6 +132,7 @@ class CocoKeypoints(torch.utils.data.Dataset):
         self.use_udp = bool(getattr(codec, "use_udp", False))
         self.photometric = Photometric(self.transform_cfg) if is_train and self.transform_cfg.photometric else None
         self.num_skipped = 0
+        self.fast_decode = bool(fast_decode)  # reduced JPEG decoding folded into the warp (datasets.fast_decode)
 
         if not os.path.isfile(self.ann_file):
             raise FileNotFoundError(f"annotation file not found: {self.ann_file}\n{layout_help(root, image_set)}")
@@ -226,6 +229,8 @@ class CocoKeypoints(torch.utils.data.Dataset):
 
         Returns None for an unreadable image during training with `skip_bad_images`; raises otherwise.
         """
+        if self.fast_decode:
+            return prepare_fast(self, index)
         rec = self.db[index]
         try:
             image = self.read_image(rec["image"])
@@ -263,5 +268,6 @@ class CocoKeypoints(torch.utils.data.Dataset):
             "scale": sample["scale"], "rotation": sample["rotation"], "score": rec["score"],
             "joints": sample["joints"], "joints_vis": sample["joints_vis"], "index": index,
         }
-        return (to_normalized_tensor(sample["crop"]), torch.as_tensor(target, dtype=torch.float32),
+        normalize = to_normalized_tensor_fast if self.fast_decode else to_normalized_tensor
+        return (normalize(sample["crop"]), torch.as_tensor(target, dtype=torch.float32),
                 torch.as_tensor(target_weight, dtype=torch.float32), meta)

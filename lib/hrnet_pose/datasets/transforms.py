@@ -172,6 +172,25 @@ def random_geometry(
 
     Returns (image, joints, joints_vis, center, scale, rot); the image is only mirrored (a view), never warped.
     """
+    joints, joints_vis, center, scale, rot, flipped = draw_geometry(
+        joints, joints_vis, center, scale, cfg, flip_pairs, upper_body_ids, aspect_ratio, image.shape[1])
+    return (image[:, ::-1] if flipped else image), joints, joints_vis, center, scale, rot
+
+
+def draw_geometry(
+    joints: np.ndarray,
+    joints_vis: np.ndarray,
+    center: np.ndarray,
+    scale: np.ndarray,
+    cfg: AugmentationConfig,
+    flip_pairs: Sequence[Tuple[int, int]],
+    upper_body_ids: Sequence[int],
+    aspect_ratio: float,
+    image_width: int,
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, bool]:
+    """`random_geometry` without the image (the same random draws in the same order): the joints and box of the
+    (possibly mirrored) image of width `image_width` -> (joints, joints_vis, center, scale, rot, flipped), so that a
+    caller can fold the mirror into its crop matrix instead of copying the image (`datasets.fast_decode`)."""
     center = np.array(center, dtype=np.float32, copy=True)
     scale = np.array(scale, dtype=np.float32, copy=True)
     if np.sum(joints_vis[:, 0]) > cfg.num_joints_half_body and np.random.rand() < cfg.prob_half_body:
@@ -181,9 +200,12 @@ def random_geometry(
         if c_half is not None:
             center, scale = c_half, s_half
     scale, rot = random_scale_rotation(scale, cfg.scale_factor, cfg.rot_factor, cfg.rot_prob)
-    if cfg.flip and np.random.rand() <= cfg.flip_prob:
-        image, joints, joints_vis, center = flip_sample(image, joints, joints_vis, center, flip_pairs)
-    return image, joints, joints_vis, center, scale, rot
+    flipped = bool(cfg.flip and np.random.rand() <= cfg.flip_prob)
+    if flipped:
+        joints, joints_vis = fliplr_joints(joints, joints_vis, image_width, flip_pairs)
+        center = np.array(center, copy=True)
+        center[0] = image_width - center[0] - 1
+    return joints, joints_vis, center, scale, rot, flipped
 
 
 class Photometric:

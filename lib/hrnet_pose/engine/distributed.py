@@ -138,6 +138,16 @@ def any_true(flag: bool, device: torch.device) -> bool:
     return bool(t.item() > 0)
 
 
+def any_true_tensor(flag: torch.Tensor) -> torch.Tensor:
+    """A 0-dim bool tensor `flag` OR-ed over processes, on the device and without a host read (the all-reduce is
+    queued on the stream under NCCL); `flag` itself when not distributed."""
+    if not is_dist():
+        return flag
+    t = flag.to(torch.float32).reshape(1)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t.reshape(()) > 0
+
+
 def cleanup() -> None:
     if is_dist():
         dist.destroy_process_group()

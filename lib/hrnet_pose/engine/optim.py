@@ -13,28 +13,56 @@ The learning rate is a pure function of (epoch, iteration), so resuming restores
 
 import bisect
 import copy
+import logging
 import math
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
 
+logger = logging.getLogger(__name__)
+
 _OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
-def build_optimizer(cfg: Any, model: nn.Module) -> torch.optim.Optimizer:
-    """TRAIN.OPTIMIZER (adam | adamw | sgd) over the model's trainable parameters, with TRAIN.LR and TRAIN.WD."""
+def fused_kwargs(fused: bool, device: torch.device) -> Dict[str, bool]:
+    """Optimizer keywords for ENGINE.FUSED_OPTIMIZER: {'fused': True} where torch has fused kernels for `device`
+    (CUDA; CPU since torch 2.4), else {'foreach': True} with a log line saying why; {} (torch's default) when off.
+
+    A fused optimizer takes the non-finite flag as `found_inf` and skips the update on the device (see engine.step).
+    """
+    if not fused:
+        return {}
+    supported = getattr(torch.utils._foreach_utils, "_get_fused_kernels_supported_devices", lambda: ["cuda"])()
+    if device.type in supported:
+        return {"fused": True}
+    logger.info("ENGINE.FUSED_OPTIMIZER: torch %s has no fused optimizer kernels for %s (only %s): using foreach",
+                torch.__version__, device.type, supported)
+    return {"foreach": True}
+
+
+def build_optimizer(cfg: Any, model: nn.Module, device: Optional[torch.device] = None) -> torch.optim.Optimizer:
+    """TRAIN.OPTIMIZER (adam | adamw | sgd) over the model's trainable parameters, with TRAIN.LR and TRAIN.WD;
+    fused or foreach per ENGINE.FUSED_OPTIMIZER on `device` (default: the device of the model's parameters)."""
     name = str(cfg.TRAIN.OPTIMIZER).lower()
     params = [p for p in model.parameters() if p.requires_grad]
     lr, wd = float(cfg.TRAIN.LR), float(cfg.TRAIN.WD)
+    if device is None:
+        device = params[0].device if params else torch.device("cpu")
+    extra = fused_kwargs(bool(cfg.ENGINE.FUSED_OPTIMIZER), device) if name in _OPTIMIZERS else {}
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=0.0 if cfg.COMPAT.ADAM_IGNORES_WD else wd)
+        return torch.optim.Adam(params, lr=lr, weight_decay=0.0 if cfg.COMPAT.ADAM_IGNORES_WD else wd, **extra)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd, **extra)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=float(cfg.TRAIN.MOMENTUM), weight_decay=wd,
-                               nesterov=bool(cfg.TRAIN.NESTEROV))
+                               nesterov=bool(cfg.TRAIN.NESTEROV), **extra)
     raise ValueError(f"TRAIN.OPTIMIZER is {cfg.TRAIN.OPTIMIZER!r}; valid: {list(_OPTIMIZERS)}")
+
+
+def is_fused(optimizer: torch.optim.Optimizer) -> bool:
+    """True when every param group runs the fused kernels (they accept an on-device `found_inf` skip flag)."""
+    return all(bool(g.get("fused")) for g in optimizer.param_groups)
 
 
 class MultiStepWarmupLR:
@@ -127,8 +155,33 @@ class ModelEma:
             else:
                 ema_v.copy_(v)
 
+    @torch.no_grad()
+    def update_unless(self, model: nn.Module, skip: torch.Tensor) -> None:
+        """`update`, made a no-op on the device where the 0-dim bool `skip` is true (no host synchronisation).
+
+        The update count lives on the device too (`updates` reads it back); with skip false the result equals
+        `update` up to float rounding of the decay (it is computed in float64 on the device).
+        """
+        if not isinstance(self.updates, torch.Tensor):
+            self.updates = torch.tensor(float(self.updates), dtype=torch.float64, device=skip.device)
+        keep = (~skip).to(torch.float64)
+        self.updates += keep
+        d = torch.clamp((1.0 + self.updates) / (10.0 + self.updates), max=self.decay)
+        d = torch.where(skip, torch.ones_like(d), d)  # d = 1 keeps the average: ema * 1 + v * 0 (v is finite)
+        src = model.state_dict()
+        floats, ints = [], []
+        for name, ema_v in self.module.state_dict().items():
+            (floats if torch.is_floating_point(ema_v) else ints).append((ema_v, src[name].detach()))
+        if floats:
+            ema = [e for e, _ in floats]
+            new = [v.to(e.dtype) for e, v in floats]
+            torch._foreach_mul_(ema, d.float())
+            torch._foreach_add_(ema, torch._foreach_mul(new, (1.0 - d).float()))
+        for ema_v, v in ints:
+            ema_v.copy_(torch.where(skip, ema_v, v))
+
     def state_dict(self) -> Dict[str, Any]:
-        return {"decay": self.decay, "updates": self.updates, "module": self.module.state_dict()}
+        return {"decay": self.decay, "updates": int(self.updates), "module": self.module.state_dict()}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.updates = int(state["updates"])

@@ -6,6 +6,8 @@ TEST.INTERVAL epochs and after the last, and write `checkpoint.pth` atomically o
 input [B,3,H,W], target [B,K,H/4,W/4], target_weight [B,K,1], meta; the loss is the official JointsMSELoss.
 Every process takes every step together: a batch with no readable image on any process skips that step everywhere.
 At start, a warning states the global batch when the number of processes differs from len(GPUS).
+The step itself (forward, backward, update, guard, AMP, compile) is `engine.step.TrainStep`; the trainer only
+orchestrates epochs, validation, logging and checkpoints, and reads device values back once per PRINT_FREQ window.
 """
 
 import contextlib
@@ -13,7 +15,7 @@ import logging
 import math
 import os
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -23,16 +25,18 @@ from tqdm import tqdm
 
 from ..codecs.heatmap import build_codec
 from ..datasets.build import build_dataloader, build_dataset
-from ..evaluation.pck import accuracy
+from ..evaluation.pck import accuracy_torch
 from ..fileio import write_json_atomic
 from ..models import CheckpointMismatchError, build_model
 from ..models.loss import build_loss
 from . import checkpoint as ckpt_io
 from .debug import save_debug_images
-from .distributed import DistInfo, all_gather_object, any_true, barrier, broadcast_object, init_distributed
+from .distributed import (DistInfo, all_gather_object, all_reduce_sum, any_true, barrier, broadcast_object,
+                          init_distributed)
 from .optim import ModelEma, build_optimizer, build_scheduler
 from .outputs import TensorBoard, close_logging, dump_config, log_config, run_paths, setup_logging
-from .validate import Validator, autocast_context
+from .step import StepOutput, TrainStep, flatten_buffers
+from .validate import Validator
 
 logger = logging.getLogger(__name__)
 
@@ -137,13 +141,14 @@ class Trainer:
                                "process normalises with its own batch statistics")
         mem = torch.channels_last if cfg.ENGINE.CHANNELS_LAST else torch.contiguous_format
         self.model = model.to(self.device, memory_format=mem)
+        flatten_buffers(self.model)  # before DDP and EMA: the step saves/restores BN statistics as one tensor
         self.loss_fn = build_loss(cfg).to(self.device)
         self.train_set = train_dataset if train_dataset is not None else build_dataset(cfg, "train", self.codec)
         self.val_set = val_dataset if val_dataset is not None else build_dataset(cfg, "val", self.codec)
         self.train_loader = make_train_loader(cfg, self.train_set, self.info)
         self.val_loader = build_dataloader(cfg, self.val_set, "val", distributed=self.info.distributed,
                                            world_size=self.info.world_size, rank=self.info.rank)
-        self.optimizer = build_optimizer(cfg, self.model)
+        self.optimizer = build_optimizer(cfg, self.model, self.device)
         self.scheduler = build_scheduler(cfg, self.optimizer)
         self.scaler = torch.amp.GradScaler(self.device.type) if cfg.ENGINE.AMP == "fp16" else None
         self.ema = ModelEma(self.model, cfg.ENGINE.EMA_DECAY) if cfg.ENGINE.EMA_DECAY > 0 else None
@@ -159,9 +164,11 @@ class Trainer:
         self.tb = TensorBoard(self.paths.tb_dir, cfg.ENGINE.TENSORBOARD and self.info.is_main)
         self.validator = Validator(cfg, self.codec, self.val_set, self.val_loader, self.device, self.loss_fn,
                                    self.paths.output_dir, self.tb)
-        self._buffers = [b for b in self.model.buffers()]
-        self._buffer_backup = [b.detach().clone() for b in self._buffers]
-        self.nonfinite_total, self._nonfinite_run = 0, 0
+        self.step = TrainStep(self.model, self.net, self.optimizer, self.loss_fn, self.device, amp=cfg.ENGINE.AMP,
+                              channels_last=bool(cfg.ENGINE.CHANNELS_LAST), clip_grad=float(cfg.ENGINE.CLIP_GRAD),
+                              scaler=self.scaler, ema=self.ema, gpu_normalize=bool(cfg.ENGINE.GPU_NORMALIZE),
+                              compile_mode=str(cfg.ENGINE.COMPILE), cuda_graph=bool(cfg.ENGINE.CUDA_GRAPH))
+        self.nonfinite_total = 0
         self.global_step = self.begin_epoch * len(self.train_loader)
 
     # ------------------------------------------------------------------ resume
@@ -190,131 +197,93 @@ class Trainer:
         ckpt_io.restore_rng_state(state["rng"])
         logger.info("=> resumed from %s at epoch %d (best AP %.4f)", self.ckpt_path, self.begin_epoch, self.best_perf)
 
-    # ------------------------------------------------------------------ one step
-    def _step(self, images: torch.Tensor, target: torch.Tensor, weight: torch.Tensor):
-        """Forward/backward/update; returns (loss, output) or None when the step was skipped as non-finite."""
+    # ------------------------------------------------------------------ one epoch
+    def _empty_step(self, batch: Any, window: "_Window") -> bool:
+        """Count unreadable images; True when some process has no image in its batch, and all skip the step."""
+        # None: every image of this process's batch was unreadable (DATASET.SKIP_BAD_IMAGES). All processes skip
+        # the step together; one alone skipping would leave the others waiting in DDP's all-reduce forever.
+        window.skipped_images += int(self.train_loader.batch_size) if batch is None else int(
+            batch[3].get("num_skipped", 0))
+        if not any_true(batch is None, self.device):
+            return False
+        window.empty_steps += 1
+        window.add_empty(self.device)
+        self.global_step += 1  # still advances: resume computes it as epoch x len(loader)
+        return True
+
+    def _check_guard(self, last_iter: int) -> None:
+        """Read the step's non-finite counters (one host read per print window): warn about newly skipped steps and
+        stop after ENGINE.MAX_NONFINITE in a row. Detection delay: at most PRINT_FREQ iterations."""
         cfg = self.cfg
-        if self._buffers:
-            torch._foreach_copy_(self._buffer_backup, self._buffers)
-        with autocast_context(self.device, cfg.ENGINE.AMP):
-            output = self.net(images)
-        loss = self.loss_fn(output.float(), target, weight)
-        bad = any_true(not bool(torch.isfinite(loss)), self.device)
-        if not bad:
-            if self.scaler is not None:
-                self.scaler.scale(loss).backward()
-            else:
-                loss.backward()
-            if cfg.ENGINE.CLIP_GRAD > 0:
-                if self.scaler is not None:
-                    self.scaler.unscale_(self.optimizer)
-                norm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.ENGINE.CLIP_GRAD)
-                # fp16 overflow is the GradScaler's business (it skips and lowers the scale); elsewhere it is ours
-                bad = self.scaler is None and not math.isfinite(float(norm))
-        elif self.net is not self.model:
-            # DDP expects a backward after every training forward; these gradients are discarded below
-            (output.float().sum() * 0.0).backward()
-        if bad:
-            self.optimizer.zero_grad(set_to_none=True)
-            # the forward already ran BN in train mode: undo its running-statistics update
-            if self._buffers:
-                torch._foreach_copy_(self._buffers, self._buffer_backup)
-            self.nonfinite_total += 1
-            self._nonfinite_run += 1
-            logger.warning("non-finite loss/gradient at iteration %d: step skipped (%d in a row, %d in total)",
-                           self.global_step, self._nonfinite_run, self.nonfinite_total)
-            if self._nonfinite_run >= cfg.ENGINE.MAX_NONFINITE:
-                raise NonFiniteLossError(
-                    f"{self._nonfinite_run} consecutive non-finite losses/gradients (ENGINE.MAX_NONFINITE="
-                    f"{cfg.ENGINE.MAX_NONFINITE}) at iteration {self.global_step}. Lower TRAIN.LR, add warm-up "
-                    f"(ENGINE.WARMUP_ITERS) or ENGINE.CLIP_GRAD, use ENGINE.AMP 'bf16' instead of 'fp16', or check "
-                    f"the data for NaN/Inf. The last good checkpoint is {self.ckpt_path}")
-            return None
-        self._nonfinite_run = 0
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.ema is not None:
-            self.ema.update(self.model)
-        return loss.detach(), output.detach()
+        stats = self.step.stats()
+        new = stats["nonfinite_total"] - self.nonfinite_total
+        self.nonfinite_total = stats["nonfinite_total"]
+        if new:
+            logger.warning("non-finite loss/gradient: %d step(s) skipped up to iteration %d (%d in a row now, %d in "
+                           "total)", new, last_iter, stats["nonfinite_run"], self.nonfinite_total)
+        if stats["nonfinite_max_run"] >= cfg.ENGINE.MAX_NONFINITE:
+            raise NonFiniteLossError(
+                f"{stats['nonfinite_max_run']} consecutive non-finite losses/gradients (ENGINE.MAX_NONFINITE="
+                f"{cfg.ENGINE.MAX_NONFINITE}), detected at iteration {last_iter}. Lower TRAIN.LR, add warm-up "
+                f"(ENGINE.WARMUP_ITERS) or ENGINE.CLIP_GRAD, use ENGINE.AMP 'bf16' instead of 'fp16', or check "
+                f"the data for NaN/Inf. The last good checkpoint is {self.ckpt_path}")
+
+    def _log_window(self, epoch: int, i: int, lr: float, window: "_Window") -> None:
+        loss, acc, speed = window.flush(self.info.world_size, self.info.distributed, self.device)
+        self._check_guard(self.global_step - 1)
+        logger.info("Epoch: [%d][%d/%d] Speed %.1f samples/s Loss %.5f Accuracy %.3f lr %.3e",
+                    epoch, i, len(self.train_loader), speed, loss, acc, lr)
+        self.tb.scalars({"train_loss": loss, "train_acc": acc, "learning_rate": lr, "throughput": speed},
+                        self.global_step)
 
     def train_one_epoch(self, epoch: int) -> Dict[str, float]:
         cfg = self.cfg
         self.net.train()
-        losses: List[float] = []
-        counts: List[int] = []
-        accs, seen, t0 = [], 0, time.time()
-        window_seen, window_t0 = 0, t0  # speed over the last PRINT_FREQ window: start-up does not dilute it
+        window, t0 = _Window(), time.time()
         bar = tqdm(self.train_loader, desc=f"train {epoch}", leave=False, dynamic_ncols=True,
                    disable=not (self.info.is_main and cfg.ENGINE.PROGRESS_BAR))
-        mem = torch.channels_last if cfg.ENGINE.CHANNELS_LAST else torch.contiguous_format
-        skipped, empty_steps = 0, 0
         for i, batch in enumerate(bar):
-            # None: every image of this process's batch was unreadable (DATASET.SKIP_BAD_IMAGES). All processes skip
-            # the step together; one alone skipping would leave the others waiting in DDP's all-reduce forever.
-            if batch is None:
-                skipped += int(self.train_loader.batch_size)
-            else:
-                skipped += int(batch[3].get("num_skipped", 0))
-            if any_true(batch is None, self.device):
-                empty_steps += 1  # global_step still advances: resume computes it as epoch x len(loader)
-                self.global_step += 1
-                losses.append(float("nan"))
-                counts.append(0)
+            if self._empty_step(batch, window):
                 continue
             images, target, weight, meta = batch
             lr = self.scheduler.apply(epoch, self.global_step)[0]
-            images = images.to(self.device, non_blocking=True, memory_format=mem)
             target = target.to(self.device, non_blocking=True)
-            weight = weight.to(self.device, non_blocking=True)
-            result = self._step(images, target, weight)
+            out = self.step(images, target, weight)
             self.global_step += 1
-            if result is None:
-                losses.append(float("nan"))
-                counts.append(0)
-                continue
-            loss, output = result
-            losses.append(float(loss))
-            counts.append(images.shape[0])
-            seen += images.shape[0]
-            window_seen += images.shape[0]
-            _, avg_acc, _ = accuracy(output.float().cpu().numpy(), target.cpu().numpy())
-            accs.append(avg_acc)
-            bar.set_postfix(loss=f"{losses[-1]:.3e}", lr=f"{lr:.2e}")
+            window.add(out, target, images.shape[0])
             if i % cfg.PRINT_FREQ == 0 or i == len(self.train_loader) - 1:
-                now = time.time()
-                speed = window_seen * self.info.world_size / max(now - window_t0, 1e-9)
-                window_seen, window_t0 = 0, now
-                logger.info("Epoch: [%d][%d/%d] Speed %.1f samples/s Loss %.5f Accuracy %.3f lr %.3e",
-                            epoch, i, len(self.train_loader), speed, losses[-1], avg_acc, lr)
-                self.tb.scalars({"train_loss": losses[-1], "train_acc": avg_acc, "learning_rate": lr,
-                                 "throughput": speed}, self.global_step)
+                self._log_window(epoch, i, lr, window)
+                bar.set_postfix(loss=f"{window.losses[-1]:.3e}", lr=f"{lr:.2e}")
                 if cfg.DEBUG.DEBUG and self.info.is_main:
                     prefix = os.path.join(self.paths.output_dir, f"train_{i}")
-                    save_debug_images(cfg.DEBUG, images, meta, target, output, prefix, cfg.DATASET.COLOR_RGB,
+                    save_debug_images(cfg.DEBUG, images, meta, target, out.output, prefix, cfg.DATASET.COLOR_RGB,
                                       self.tb, self.global_step, "train")
         bar.close()
-        # the global per-iteration loss curve (sample-weighted mean over processes) and the skipped-image total
-        gathered = all_gather_object((losses, counts, skipped))
+        window.flush(self.info.world_size, False, self.device)
+        self._check_guard(self.global_step - 1)
+        return self._epoch_summary(epoch, window, t0)
+
+    def _epoch_summary(self, epoch: int, window: "_Window", t0: float) -> Dict[str, Any]:
+        """The global per-iteration loss curve (sample-weighted mean over processes), accuracy and skip totals."""
+        gathered = all_gather_object((window.losses, window.counts, window.skipped_images))
         skipped = sum(g[2] for g in gathered)
         if skipped and self.info.is_main:
             logger.warning("epoch %d: %d unreadable training images skipped (DATASET.SKIP_BAD_IMAGES; set it False "
                            "to stop on the first one)", epoch, skipped)
-        if empty_steps and self.info.is_main:
-            logger.warning("epoch %d: %d steps skipped because a batch had no readable image%s", epoch, empty_steps,
-                           " on some process (every process skips them together)" if self.info.distributed else "")
+        if window.empty_steps and self.info.is_main:
+            logger.warning("epoch %d: %d steps skipped because a batch had no readable image%s", epoch,
+                           window.empty_steps, " on some process (every process skips them together)"
+                           if self.info.distributed else "")
         curve = []
-        for it in range(len(losses)):
+        for it in range(len(window.losses)):
             n = sum(c[1][it] for c in gathered)
             curve.append(sum(c[0][it] * c[1][it] for c in gathered if c[1][it]) / n if n else float("nan"))
         finite = [v for v in curve if math.isfinite(v)]
+        accs = [a for a in window.accs if math.isfinite(a)]
         return {"loss": float(np.mean(finite)) if finite else float("nan"), "loss_curve": curve,
-                "skipped_images": skipped,
-                "acc": float(np.mean(accs)) if accs else 0.0, "lr": float(self.scheduler.get_last_lr()[0]),
-                "samples_per_s": seen * self.info.world_size / max(time.time() - t0, 1e-9)}
+                "skipped_images": skipped, "acc": float(np.mean(accs)) if accs else 0.0,
+                "lr": float(self.scheduler.get_last_lr()[0]),
+                "samples_per_s": sum(window.counts) * self.info.world_size / max(time.time() - t0, 1e-9)}
 
     # ------------------------------------------------------------------ fit
     def eval_model(self) -> nn.Module:
@@ -368,6 +337,54 @@ class Trainer:
             logger.info("=> saving checkpoint to %s (epoch %d, last validated AP %s, best %s)", self.ckpt_path,
                         epoch + 1, fmt(perf), fmt(self.best_perf))
         barrier()
+
+
+class _Window:
+    """Per-iteration loss and PCK of one epoch, held on the device between print windows: `flush` reads a window
+    back in one host transfer (and one all-reduce under DDP for the logged global loss)."""
+
+    def __init__(self):
+        self.losses: List[float] = []
+        self.counts: List[int] = []
+        self.accs: List[float] = []
+        self.skipped_images, self.empty_steps = 0, 0
+        self._loss: List[torch.Tensor] = []
+        self._acc: List[torch.Tensor] = []
+        self._sizes: List[int] = []
+        self._t0, self._seen = time.time(), 0
+
+    def add(self, out: StepOutput, target: torch.Tensor, batch_size: int) -> None:
+        _, avg_acc, _ = accuracy_torch(out.output, target)
+        self._loss.append(out.loss.to(torch.float64))
+        self._acc.append(torch.where(out.skipped, torch.full_like(avg_acc, float("nan")), avg_acc))
+        self._sizes.append(batch_size)
+        self._seen += batch_size
+
+    def add_empty(self, device: torch.device) -> None:
+        nan = torch.full((), float("nan"), dtype=torch.float64, device=device)
+        self._loss.append(nan)
+        self._acc.append(nan)
+        self._sizes.append(0)
+
+    def flush(self, world_size: int, distributed: bool, device: torch.device) -> Tuple[float, float, float]:
+        """Move the pending window to the host lists; returns its (global mean loss, mean PCK, samples/s)."""
+        n = len(self._loss)
+        values = torch.stack(self._loss + self._acc).tolist() if n else []
+        losses, accs = values[:n], values[n:]
+        counts = [c if math.isfinite(v) else 0 for v, c in zip(losses, self._sizes)]
+        good = [(v, c) for v, c in zip(losses, counts) if c]
+        sums = [sum(v * c for v, c in good), float(sum(c for _, c in good)),
+                sum(a for a in accs if math.isfinite(a)), float(sum(math.isfinite(a) for a in accs))]
+        if distributed:
+            sums = all_reduce_sum(torch.tensor(sums, dtype=torch.float64, device=device)).tolist()
+        self.losses += losses
+        self.accs += accs
+        self.counts += counts
+        self._loss, self._acc, self._sizes = [], [], []
+        now = time.time()
+        speed = self._seen * world_size / max(now - self._t0, 1e-9)
+        self._t0, self._seen = now, 0
+        return (sums[0] / sums[1] if sums[1] else float("nan"), sums[2] / sums[3] if sums[3] else 0.0, speed)
 
 
 def train(cfg: Any, cfg_path: str) -> Dict[str, Any]:

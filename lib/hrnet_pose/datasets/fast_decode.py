@@ -1,0 +1,165 @@
+"""Fast sample preparation (DATASET.FAST_DECODE): reduced-size JPEG decoding folded into the crop's affine warp.
+
+The official pipeline decodes the whole image at full resolution and warps the person box into the network input
+(Sun et al., CVPR 2019). When the box's footprint in the image is at least f = 2, 4 or 8 times the network input,
+the warp downsamples anyway, so the image can be decoded at 1/f size directly in the JPEG DCT domain (libjpeg's
+scaled IDCT, OpenCV's IMREAD_REDUCED_COLOR_f), several times faster than a full decode. The crop matrix is rewritten
+for the reduced image instead of resizing anything: reduced pixel i covers original pixels [f*i, f*i + f), so its
+centre is f*i + (f - 1) / 2, and with the image -> crop matrix [A | t] the reduced image -> crop matrix is
+[f*A | t + A @ ((f - 1) / 2, (f - 1) / 2)]; the crop stays geometrically exact up to interpolation. The training
+mirror is folded into the matrix too (x -> W - 1 - x), so a flipped sample no longer copies the whole image.
+
+Two exact savings come with it: evaluation datasets (not training, whose order is random) keep the last decoded
+image, so the persons of one image, which come one after the other, decode it once; and `to_normalized_tensor_fast`
+normalises through a per-channel lookup table computed with the same float32 operations as
+`transforms.normalize_crops` (equal values, without three passes over the crop in float).
+
+Random draws are those of the plain path in the same order (`transforms.draw_geometry`), so a seeded run sees the
+same augmentations; joints, targets and meta are identical, only the crop pixels differ (decoded at a lower
+resolution, then interpolated). Non-JPEG files and boxes smaller than twice the input are decoded at full size.
+EXIF orientation is ignored as in the official reader. Output: the dict of `CocoKeypoints.prepare` (crop uint8
+[H, W, 3], joints [K, 3], joints_vis [K, 3], center, scale, rotation, trans) plus `decode_factor`.
+"""
+
+import logging
+import os
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+import torch
+
+from ..geometry import PIXEL_STD
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, crop_matrix, draw_geometry, transform_joints, warp_crop
+
+logger = logging.getLogger(__name__)
+
+REDUCED_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+                 8: cv2.IMREAD_REDUCED_COLOR_8}
+JPEG_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif")
+
+
+def reduction_factor(scale: np.ndarray, image_size: Sequence[int], max_factor: int = 8) -> int:
+    """The largest f in (8, 4, 2) with the box's footprint (scale * 200 px) at least f x the input size, else 1."""
+    ratio = min(float(scale[0]) * PIXEL_STD / image_size[0], float(scale[1]) * PIXEL_STD / image_size[1])
+    for f in (8, 4, 2):
+        if f <= max_factor and ratio >= f:
+            return f
+    return 1
+
+
+def read_image_reduced(path: str, factor: int, color_rgb: bool = False) -> Optional[np.ndarray]:
+    """uint8 [ceil(H/f), ceil(W/f), 3] decoded at 1/`factor` size (BGR, RGB with `color_rgb`), EXIF orientation
+    ignored as in the official reader; None when the file cannot be read."""
+    if factor not in REDUCED_FLAGS:
+        raise ValueError(f"reduction factor must be one of {sorted(REDUCED_FLAGS)}, got {factor}")
+    image = cv2.imread(os.fspath(path), REDUCED_FLAGS[factor] | cv2.IMREAD_IGNORE_ORIENTATION)
+    if image is None:
+        return None
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if color_rgb else image
+
+
+def fold_reduction(trans: np.ndarray, factor: int) -> np.ndarray:
+    """Image -> crop matrix [2, 3] -> the matrix for the image decoded at 1/`factor` (pixel centres f*i + (f-1)/2)."""
+    a, t = trans[:, :2], trans[:, 2]
+    offset = (factor - 1) / 2.0
+    return np.concatenate([a * factor, (t + a @ np.array([offset, offset]))[:, None]], axis=1)
+
+
+def fold_flip(trans: np.ndarray, width: int) -> np.ndarray:
+    """Mirrored-image -> crop matrix [2, 3] -> the matrix for the unmirrored image (x_mirrored = W - 1 - x)."""
+    a, t = trans[:, :2], trans[:, 2]
+    return np.stack([-a[:, 0], a[:, 1], t + a[:, 0] * (width - 1)], axis=1)
+
+
+# value v of channel c -> normalised float32, by the very operations of `normalize_crops`; [3, 256]
+_NORM_LUT = np.ascontiguousarray(((np.arange(256, dtype=np.float32)[:, None] / 255.0 - IMAGENET_MEAN)
+                                  / IMAGENET_STD).T)
+
+
+def to_normalized_tensor_fast(crop: np.ndarray) -> torch.Tensor:
+    """uint8 [H, W, 3] -> float32 tensor [3, H, W], equal to `transforms.to_normalized_tensor` (table lookup)."""
+    crop = np.asarray(crop)
+    if crop.dtype != np.uint8 or crop.ndim != 3 or crop.shape[2] != 3:
+        raise ValueError(f"expected a uint8 crop [H, W, 3], got {crop.dtype} {crop.shape}")
+    out = np.empty((3,) + crop.shape[:2], dtype=np.float32)
+    for c, plane in enumerate(cv2.split(crop)):  # contiguous planes make the gather several times faster
+        np.take(_NORM_LUT[c], plane, out=out[c])
+    return torch.from_numpy(out)
+
+
+def _expected_reduced(width: int, height: int, factor: int) -> Tuple[int, int]:
+    return -(-int(width) // factor), -(-int(height) // factor)
+
+
+def prepare_fast(ds: Any, index: int) -> Optional[Dict[str, Any]]:
+    """`CocoKeypoints.prepare` with reduced decoding and the mirror folded into the warp (see module docstring)."""
+    rec = ds.db[index]
+    path = rec["image"]
+    info = ds.coco.imgs.get(rec["image_id"], {}) if getattr(ds, "coco", None) is not None else {}
+    width, height = info.get("width"), info.get("height")
+    image = None
+    if not width or not height:  # no size in the annotation: decode in full first to know it
+        image, _ = _read(ds, path, 1)
+        if image is None:
+            return None
+        height, width = image.shape[:2]
+    joints, joints_vis = rec["joints_3d"].copy(), rec["joints_3d_vis"].copy()
+    center, scale, rot, flipped = rec["center"].copy(), rec["scale"].copy(), 0.0, False
+    if ds.is_train:
+        joints, joints_vis, center, scale, rot, flipped = draw_geometry(
+            joints, joints_vis, center, scale, ds.transform_cfg, ds.keypoint_set.flip_pairs,
+            ds.keypoint_set.upper_body_ids, ds.aspect_ratio, int(width))
+    trans = crop_matrix(center, scale, rot, ds.image_size, ds.use_udp)
+    factor = 1
+    if image is None:
+        jpeg = os.path.splitext(path)[1].lower() in JPEG_EXTENSIONS
+        image, factor = _read(ds, path, reduction_factor(scale, ds.image_size) if jpeg else 1)
+        if image is None:
+            return None
+        if (image.shape[1], image.shape[0]) != _expected_reduced(width, height, factor):
+            # the annotation's size is not the file's: decode in full and mirror about the real width
+            logger.warning("%s is %dx%d at 1/%d, not %dx%d as its annotation says: decoding it in full", path,
+                           image.shape[1], image.shape[0], factor, width, height)
+            ds._fast_decode_cache = None
+            image, _ = _read(ds, path, 1)
+            if image is None:
+                return None
+            if flipped:
+                shift = image.shape[1] - int(width)
+                center[0] += shift
+                joints[:, 0] = np.where(joints_vis[:, 0] > 0, joints[:, 0] + shift, joints[:, 0])
+                trans = crop_matrix(center, scale, rot, ds.image_size, ds.use_udp)
+            width, factor = image.shape[1], 1
+    warp = fold_flip(trans, int(width)) if flipped else trans
+    if factor > 1:
+        warp = fold_reduction(warp, factor)
+    crop = warp_crop(image, warp, ds.image_size)
+    if ds.photometric is not None:
+        crop = ds.photometric(crop)
+    return {
+        "crop": crop, "joints": transform_joints(joints, joints_vis, trans), "joints_vis": joints_vis,
+        "center": center, "scale": scale, "rotation": rot, "trans": trans, "decode_factor": factor,
+    }
+
+
+def _read(ds: Any, path: str, factor: int) -> Tuple[Optional[np.ndarray], int]:
+    """(image, the factor it was decoded at): from the one-image cache of an evaluation dataset when it holds this
+    file at `factor` or finer, else decoded; an unreadable file is handled as `CocoKeypoints.prepare` does (None in
+    training with skip_bad_images, else ImageReadError)."""
+    from .coco import ImageReadError  # coco.py imports this module
+
+    cached = getattr(ds, "_fast_decode_cache", None)
+    if cached is not None and cached[0] == path and cached[1] <= factor:
+        return cached[2], cached[1]
+    image = read_image_reduced(path, factor, ds.color_rgb)
+    if image is not None:
+        if not ds.is_train:  # samples of one image are consecutive only in evaluation order
+            ds._fast_decode_cache = (path, factor, image)
+        return image, factor
+    reason = "does not exist" if not os.path.exists(path) else "cannot be decoded (corrupt or not an image)"
+    if ds.is_train and ds.skip_bad_images:
+        ds.num_skipped += 1
+        logger.warning("skipping a sample: unreadable image %s (%s)", path, reason)
+        return None, factor
+    raise ImageReadError(f"image {path} {reason}")
