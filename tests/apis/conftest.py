@@ -10,11 +10,8 @@ TINY_YAML = os.path.join(FIXTURES, "official_hrnet_tiny_a.yaml")
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # two OpenMP threads on a busy 2-core machine are much slower than one
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -24,12 +24,7 @@ ANN = os.path.join(MINI, "annotations", "person_keypoints_mini_val2017.json")
 DETS = os.path.join(MINI, "person_detection_results", "COCO_val2017_detections_AP_H_56_person_mini.json")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -233,6 +233,17 @@ def _draw(estimator_result: PoseResult, image: np.ndarray, args: argparse.Namesp
     return canvas
 
 
+def _timed_frames(source: Any) -> Iterator[Tuple[Any, float]]:
+    """(frame, ms spent reading it) for every frame of `source`."""
+    it = iter(source)
+    while True:
+        t0 = time.perf_counter()
+        frame = next(it, None)
+        if frame is None:
+            return
+        yield frame, (time.perf_counter() - t0) * 1000
+
+
 def _progress(source: Any, args: argparse.Namespace):
     from tqdm import tqdm
 
@@ -246,14 +257,8 @@ def run_images(source: Any, estimator: PoseEstimator, args: argparse.Namespace,
     """Every image of an image source: annotated copies and one COCO results json."""
     predictions: List[Dict[str, Any]] = []
     bar = _progress(source, args)
-    it = iter(source)
     try:
-        while True:
-            t0 = time.perf_counter()
-            frame = next(it, None)
-            if frame is None:
-                break
-            read_ms = (time.perf_counter() - t0) * 1000
+        for frame, read_ms in _timed_frames(source):
             image_id = frame.image_id if frame.image_id is not None else image_id_for(frame.name)
             b, s = _boxes_for(boxes, [image_id, os.path.basename(frame.name),
                                       os.path.splitext(os.path.basename(frame.name))[0]])
@@ -301,15 +306,10 @@ def run_stream(source: Any, estimator: PoseEstimator, args: argparse.Namespace,
     writer = None
     bar = _progress(source, args)
     fps_ema: Optional[float] = None
-    it = iter(source)
     try:
         with open(jsonl_tmp, "w") as jsonl:
-            while True:
-                t0 = time.perf_counter()
-                frame = next(it, None)
-                if frame is None:
-                    break
-                read_ms = (time.perf_counter() - t0) * 1000
+            for frame, read_ms in _timed_frames(source):
+                t0 = time.perf_counter() - read_ms / 1000
                 b, s = _boxes_for(boxes, [frame.index]) if boxes is not None else (None, None)
                 result = stream.process(frame.image, frame.timestamp, boxes=b, box_scores=s,
                                         return_heatmaps=args.draw_heatmap)

@@ -28,9 +28,9 @@ def synthetic_720p_video(num_frames: int = 30, num_people: int = 6, seed: int = 
 
 
 def _run_mode(estimator: PoseEstimator, frames: Sequence[np.ndarray], det_interval: int, track: bool,
-              draw: Optional[Callable[[Any, np.ndarray], np.ndarray]]) -> Dict[str, float]:
+              draw: Optional[Callable[[Any, np.ndarray], np.ndarray]], carry_kpt_thr: float) -> Dict[str, float]:
     tracker = PoseTracker(estimator.keypoint_set.sigmas) if track else None
-    stream = StreamPoseEstimator(estimator, det_interval=det_interval, tracker=tracker)
+    stream = StreamPoseEstimator(estimator, det_interval=det_interval, tracker=tracker, carry_kpt_thr=carry_kpt_thr)
     totals = {"detect": 0.0, "pose": 0.0, "draw": 0.0}
     persons = 0
     start = time.perf_counter()
@@ -51,7 +51,7 @@ def _run_mode(estimator: PoseEstimator, frames: Sequence[np.ndarray], det_interv
 
 
 def compare_demo_modes(estimator: PoseEstimator, frames: Sequence[np.ndarray], det_interval: int = 5,
-                       warmup: int = 2, draw: bool = True) -> List[Dict[str, Any]]:
+                       warmup: int = 2, draw: bool = True, carry_kpt_thr: float = 0.3) -> List[Dict[str, Any]]:
     """Time the official schedule and ours on `frames` (the estimator's detector is used by both).
 
     Rows: 'official (detector every frame, 1 person per forward)', 'ours, detector every frame (batched persons)',
@@ -74,8 +74,8 @@ def compare_demo_modes(estimator: PoseEstimator, frames: Sequence[np.ndarray], d
         for name, max_batch, interval, track in modes:
             estimator.max_batch = max_batch
             if warmup:
-                _run_mode(estimator, frames[:warmup], interval, track, None)
-            row = _run_mode(estimator, frames, interval, track, painter)
+                _run_mode(estimator, frames[:warmup], interval, track, None, carry_kpt_thr)
+            row = _run_mode(estimator, frames, interval, track, painter, carry_kpt_thr)
             row["mode"] = name
             rows.append(row)
     finally:
@@ -89,3 +89,34 @@ def format_demo_table(rows: List[Dict[str, Any]]) -> str:
         lines.append(f"| {r['mode']} | {r['detect']:.0f} | {r['pose']:.0f} | {r['draw']:.1f} | "
                      f"{r['persons_per_frame']:.1f} | {r['fps']:.2f} |")
     return "\n".join(lines)
+
+
+class BoxesWithDetectorCost:
+    """A detector stand-in for offline timing: runs a real detector network on the frame (random weights give the
+    same compute as trained ones), then returns the frame's known person boxes, so that both schedules see the same
+    persons. Frames are recognised by identity in `frames`."""
+
+    def __init__(self, detector: Callable[[np.ndarray], Any], frames: Sequence[np.ndarray],
+                 boxes: Sequence[np.ndarray]) -> None:
+        self.detector, self.frames, self.boxes = detector, frames, boxes
+
+    def __call__(self, image: np.ndarray):
+        self.detector(image)
+        index = next(i for i, f in enumerate(self.frames) if f is image or np.array_equal(f, image))
+        return self.boxes[index], np.ones(len(self.boxes[index]), np.float32)
+
+
+def run_demo_benchmark(cfg: Any, det_model: str = "fasterrcnn", num_frames: int = 12, num_people: int = 6,
+                       det_interval: int = 5, device: str = "cpu", flip_test: bool = False) -> List[Dict[str, Any]]:
+    """The three schedules on a synthetic 720p clip with `num_people` walking figures: random pose weights (timing
+    only), the torchvision detector `det_model` with random weights, the clip's ground-truth boxes."""
+    from ..datasets.synthetic import synthetic_video
+    from .detectors import PersonDetector
+
+    frames, kpts = synthetic_video(num_frames, (1280, 720), num_people=num_people, seed=0, height=0.45, spread=0.08)
+    lo, hi = kpts.min(axis=2), kpts.max(axis=2)
+    boxes = [np.concatenate([lo[t] - 10, hi[t] + 10], axis=1) for t in range(num_frames)]
+    frame_list = list(frames)
+    detector = BoxesWithDetectorCost(PersonDetector(det_model, device=device, pretrained=False), frame_list, boxes)
+    estimator = PoseEstimator.from_config(cfg, None, device=device, detector=detector, flip_test=flip_test)
+    return compare_demo_modes(estimator, frame_list, det_interval=det_interval, carry_kpt_thr=0.0)

@@ -214,7 +214,7 @@ class VideoSource(FrameSource):
         super().__init__(spec)
         if not is_url(spec) and not os.path.isfile(spec):
             raise SourceError(f"video file {spec} does not exist; {_VALID}")
-        self._cap = cv2.VideoCapture(spec)
+        self._cap = _quiet_capture(spec)
         if not self._cap.isOpened():
             self._cap.release()
             raise SourceError(f"video {spec} could not be opened (not a video, corrupt, or a codec that OpenCV's "
@@ -347,8 +347,22 @@ def _video_devices() -> List[str]:
     return sorted(glob.glob("/dev/video*"), key=_natural_key)
 
 
+def _quiet_capture(*args: Any) -> "cv2.VideoCapture":
+    """cv2.VideoCapture with OpenCV's and FFmpeg's own warnings silenced: a failure is reported once, by our message.
+
+    OPENCV_FFMPEG_LOGLEVEL is read when OpenCV first initialises FFmpeg; a user's own setting wins.
+    """
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        return cv2.VideoCapture(*args)
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
 def _open_webcam(index: int, buffer: int) -> LiveSource:
-    cap = cv2.VideoCapture(index)
+    cap = _quiet_capture(index)
     if not cap.isOpened():
         cap.release()
         devices = _video_devices()
@@ -365,7 +379,7 @@ def _open_webcam(index: int, buffer: int) -> LiveSource:
 def _open_stream(url: str, buffer: int) -> LiveSource:
     params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_OPEN_TIMEOUT_MS,
               cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_READ_TIMEOUT_MS]
-    cap = cv2.VideoCapture(url, cv2.CAP_ANY, params)
+    cap = _quiet_capture(url, cv2.CAP_ANY, params)
     if not cap.isOpened():
         cap.release()
         raise SourceError(f"stream {url} could not be opened (wrong address, credentials or network, no answer "

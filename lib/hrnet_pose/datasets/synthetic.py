@@ -330,11 +330,12 @@ def synthetic_video(
     num_people: int = 2,
     seed: int = 0,
     height: float = 0.6,
+    spread: float = 0.08,
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Frames of stick figures walking along straight lines that cross mid-sequence, for tracking tests and demos.
 
     Person p starts at one side and walks to the other (alternate people walk in opposite directions, at different
-    heights), so every pair crosses near the middle frame. Each figure keeps its pose and colours; the background is
+    heights `spread` x image height apart), so every pair crosses near the middle frame. Each figure keeps its pose and colours; the background is
     fixed. Returns (frames [T, H, W, 3] uint8 BGR, keypoints [T, P, 17, 2] float64 image pixels).
     """
     if num_frames < 1 or num_people < 1:
@@ -347,7 +348,7 @@ def synthetic_video(
     for p in range(num_people):
         body = _body_keypoints(rng) * unit
         body -= (body.min(0) + body.max(0)) / 2
-        y = h * (0.5 + 0.08 * (p - (num_people - 1) / 2))
+        y = h * (0.5 + spread * (p - (num_people - 1) / 2))
         x0, x1 = 0.2 * w, 0.8 * w
         starts.append(np.array([x0 if p % 2 == 0 else x1, y]))
         ends.append(np.array([x1 if p % 2 == 0 else x0, y]))
