@@ -29,4 +29,6 @@ def atomic_write_text(text: str, path: str) -> None:
 
 
 def write_json_atomic(obj: Any, path: str, indent=None) -> None:
-    atomic_write(path, lambda f: json.dump(obj, f, indent=indent))
+    # one json.dumps call runs the C encoder (without indent); json.dump to a file runs the pure-Python one, ~3x slower
+    text = json.dumps(obj, indent=indent)
+    atomic_write(path, lambda f: f.write(text))

@@ -112,12 +112,6 @@ def load_boxes_file(path: str, score_thr: float) -> Dict[Any, Tuple[np.ndarray, 
             for k, v in grouped.items()}
 
 
-def image_id_for(name: str) -> Any:
-    """COCO names files by their 12-digit id: '000000000785.jpg' -> 785; other names stay the file name."""
-    stem = os.path.splitext(os.path.basename(name))[0]
-    return int(stem) if stem.isdigit() else os.path.basename(name)
-
-
 def _boxes_for(table: Optional[Dict[Any, Tuple[np.ndarray, np.ndarray]]], keys: Sequence[Any]):
     if table is None:
         return None, None
@@ -259,7 +253,8 @@ def run_images(source: Any, estimator: PoseEstimator, args: argparse.Namespace,
     bar = _progress(source, args)
     try:
         for frame, read_ms in _timed_frames(source):
-            image_id = frame.image_id if frame.image_id is not None else image_id_for(frame.name)
+            # the source numbers COCO-style files ('000000000785.jpg' -> 785); other images go by their file name
+            image_id = frame.image_id if frame.image_id is not None else os.path.basename(frame.name)
             b, s = _boxes_for(boxes, [image_id, os.path.basename(frame.name),
                                       os.path.splitext(os.path.basename(frame.name))[0]])
             result = estimator(frame.image, boxes=b, box_scores=s, return_heatmaps=args.draw_heatmap)

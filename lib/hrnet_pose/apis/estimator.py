@@ -25,7 +25,7 @@ from ..datasets.coco import read_image
 from ..datasets.transforms import crop_person, normalize_crops
 from ..engine.inference import merge_flip
 from ..errors import UserError
-from ..geometry import boxes_to_center_scale, get_affine_transform, get_warp_matrix_udp
+from ..geometry import boxes_to_center_scale
 from ..keypoints import KeypointSet, get_keypoint_set
 from .backends import PoseBackend, build_backend
 from .result import PoseResult
@@ -92,14 +92,6 @@ def check_boxes(boxes: Any, scores: Any = None) -> Tuple[np.ndarray, np.ndarray]
     return arr, sc
 
 
-def heatmap_to_image_matrices(codec: HeatmapCodec, centers: np.ndarray, scales: np.ndarray) -> np.ndarray:
-    """[N, 2, 3] affine maps from heatmap pixels to image pixels (the inverse crop at heatmap resolution)."""
-    size = (int(codec.heatmap_size[0]), int(codec.heatmap_size[1]))
-    inv = get_warp_matrix_udp if codec.use_udp else get_affine_transform
-    return np.stack([inv(c, s, 0, size, inv=True) for c, s in zip(centers, scales)]).astype(np.float32) \
-        if len(centers) else np.zeros((0, 2, 3), np.float32)
-
-
 class PoseEstimator:
     """Top-down pose estimation of every person in an image (see module docstring).
 
@@ -139,7 +131,9 @@ class PoseEstimator:
         else:
             cfg = load_config(os.fspath(cfg_or_yaml), list(opts))
         if weights is not None:
-            weights = _resolve_weights(str(weights))
+            from . import zoo
+
+            weights = zoo.resolve_weights(str(weights))
         backend = build_backend(cfg, weights, device, amp, channels_last)
         return cls(backend, build_codec(cfg), get_keypoint_set(cfg.DATASET.KEYPOINT_SET), bool(cfg.DATASET.COLOR_RGB),
                    bool(cfg.TEST.FLIP_TEST) if flip_test is None else bool(flip_test), detector, max_batch)
@@ -214,19 +208,6 @@ class PoseEstimator:
             keypoints=preds.astype(np.float32), scores=maxvals[..., 0].astype(np.float32), boxes=boxes.astype(np.float32),
             box_scores=box_scores, centers=centers, scales=scales, keypoint_set=self.keypoint_set,
             heatmaps=heatmaps if return_heatmaps else None,
-            heatmap_to_image=heatmap_to_image_matrices(self.codec, centers, scales) if return_heatmaps else None,
+            heatmap_to_image=self.codec.heatmap_to_image_matrices(centers, scales) if return_heatmaps else None,
             timings=timings)
 
-
-def _resolve_weights(spec: str) -> str:
-    """A local file as is; a model zoo name -> its downloaded file; anything else -> a clear error."""
-    if os.path.isfile(spec):
-        return spec
-    try:
-        from . import zoo
-    except ImportError:  # the zoo module is optional for local files
-        zoo = None
-    if zoo is not None and zoo.is_zoo_name(spec):
-        return zoo.resolve_weights(spec)
-    raise UserError(f"weights {spec!r} not found: give a .pth or .onnx file that exists"
-                    + (f", or a model zoo name ({', '.join(sorted(zoo.ZOO))})" if zoo is not None else ""))

@@ -26,6 +26,8 @@ from typing import Any, Callable, Deque, Iterator, List, Optional, Tuple, Union
 import cv2
 import numpy as np
 
+from ..datasets.coco import ImageReadError
+from ..datasets.coco import read_image as read_dataset_image
 from ..errors import UserError
 
 __all__ = ["Frame", "FrameSource", "ImageSource", "VideoSource", "LiveSource", "LatestFrameReader", "SourceError",
@@ -42,7 +44,6 @@ FIRST_FRAME_TIMEOUT_S = 15.0
 # FFmpeg's own defaults wait ~30 s on an unreachable stream; these make a wrong URL fail in seconds
 STREAM_OPEN_TIMEOUT_MS = 10000
 STREAM_READ_TIMEOUT_MS = 10000
-_IMREAD_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
 _VALID = ("valid sources: an image file, a folder of images, a glob ('imgs/*.jpg'), a video file "
           f"({', '.join(VIDEO_EXTENSIONS[:5])}, ...), a webcam index (0) or an rtsp:// / http(s):// URL")
 
@@ -94,12 +95,12 @@ def _image_id(path: str) -> Optional[int]:
 
 
 def read_image(path: str) -> np.ndarray:
-    """BGR uint8 [H, W, 3] as the dataset reads it; SourceError naming the file when missing or undecodable."""
-    image = cv2.imread(path, _IMREAD_FLAGS)
-    if image is None:
-        reason = "does not exist" if not os.path.exists(path) else "cannot be decoded (corrupt or not an image)"
-        raise SourceError(f"image {path} {reason}")
-    return image
+    """BGR uint8 [H, W, 3] read by the dataset's own reader; SourceError naming the file when missing or
+    undecodable."""
+    try:
+        return read_dataset_image(path, color_rgb=False)
+    except ImageReadError as err:
+        raise SourceError(str(err)) from err
 
 
 class FrameSource:

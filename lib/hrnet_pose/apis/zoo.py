@@ -212,6 +212,9 @@ def resolve_weights(spec: str, progress: bool = True) -> str:
     """
     if os.path.exists(spec):
         return spec
+    if spec not in ZOO:
+        raise UserError(f"weights {spec!r} not found: give a .pth or .onnx file that exists, or a model zoo name "
+                        f"({', '.join(sorted(ZOO))})")
     entry = get_entry(spec)
     cached = os.path.join(checkpoint_dir(), entry.filename)
     if not entry.url:

@@ -277,15 +277,19 @@ class HeatmapCodec:
             coords = quarter_offset(hm, coords)
         return self.to_image(coords, center, scale, hm.shape[-2:]), maxvals
 
+    def heatmap_to_image_matrices(self, center: np.ndarray, scale: np.ndarray,
+                                  heatmap_hw: Optional[Tuple[int, int]] = None) -> np.ndarray:
+        """[N, 2, 3] affine maps from heatmap pixels to image pixels: the inverse crop (UDP's when `use_udp`)."""
+        h, w = heatmap_hw if heatmap_hw is not None else (int(self.heatmap_size[1]), int(self.heatmap_size[0]))
+        inverse = geometry.get_warp_matrix_udp if self.use_udp else geometry.get_affine_transform
+        if len(center) == 0:
+            return np.zeros((0, 2, 3))
+        return np.stack([inverse(c, s, 0, (w, h), inv=True) for c, s in zip(center, scale)])
+
     def to_image(self, coords: np.ndarray, center: np.ndarray, scale: np.ndarray,
                  heatmap_hw: Optional[Tuple[int, int]] = None) -> np.ndarray:
         """Heatmap coords [N,K,2] -> image coords [N,K,2] float32 (official `transform_preds` per person)."""
-        h, w = heatmap_hw if heatmap_hw is not None else (int(self.heatmap_size[1]), int(self.heatmap_size[0]))
-        mats = np.stack([
-            geometry.get_warp_matrix_udp(c, s, 0, (w, h), inv=True) if self.use_udp
-            else geometry.get_affine_transform(c, s, 0, (w, h), inv=True)
-            for c, s in zip(center, scale)
-        ]) if len(center) else np.zeros((0, 2, 3))
+        mats = self.heatmap_to_image_matrices(center, scale, heatmap_hw)
         pts = coords.astype(np.float64)
         out = np.einsum("nkj,nij->nki", pts, mats[:, :, :2]) + mats[:, None, :, 2]
         return out.astype(np.float32)

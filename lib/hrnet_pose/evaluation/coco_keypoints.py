@@ -27,7 +27,7 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from ..fileio import atomic_write, write_json_atomic  # noqa: F401  (write_json_atomic: re-exported)
+from ..fileio import atomic_write, write_json_atomic  # write_json_atomic is also re-exported by evaluation
 from ..keypoints import COCO17, KeypointSet, get_keypoint_set
 from .fast_cocoeval import KeypointGroundTruth, evaluate_keypoints
 from .oks_nms import oks_nms_grouped, rescore, soft_oks_nms
@@ -284,9 +284,7 @@ def write_results_file(kept: Dict[str, np.ndarray], path: str) -> None:
         orjson = None
     finite = all(np.isfinite(kept[key]).all() for key in ("keypoints", "scores", "centers", "scales"))
     if orjson is None or not finite:
-        # one json.dumps call runs the C encoder; json.dump to a file runs the pure-Python one (~3x slower)
-        text = json.dumps(_result_dicts(kept))
-        atomic_write(path, lambda f: f.write(text))
+        write_json_atomic(_result_dicts(kept), path)
         return
     n = len(kept["scores"])
     # float32 values go out as float64, as `float(v)` gives them to json: no shortest-float32 digits
