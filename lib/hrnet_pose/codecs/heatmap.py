@@ -230,15 +230,20 @@ class HeatmapCodec:
         if self.use_udp:
             x0 = x0 + (mu_f[:, 0] - mu[:, 0])
             y0 = y0 + (mu_f[:, 1] - mu[:, 1])
-        xs = np.arange(w)[None, :] - ul[:, :1]  # [K, w] index into g
-        ys = np.arange(h)[None, :] - ul[:, 1:2]  # [K, h]
-        gx = (xs.astype(np.float32) - x0[:, None].astype(np.float32)) ** 2
-        gy = (ys.astype(np.float32) - y0[:, None].astype(np.float32)) ** 2
-        in_x = (xs >= 0) & (np.arange(w)[None, :] < br[:, :1]) & (xs < size)
-        in_y = (ys >= 0) & (np.arange(h)[None, :] < br[:, 1:2]) & (ys < size)
-        g = np.exp(-(gy[:, :, None] + gx[:, None, :]) / np.float32(2 * self.sigma ** 2))
+        # only the window is computed (index i into g at pixel ul + i), with the float32 operations of a whole-map
+        # evaluation, so the values are those of the official loop; pixels outside the map or past br are dropped
+        idx = np.arange(int(np.ceil(size)))
+        gx = (idx[None, :].astype(np.float32) - x0[:, None].astype(np.float32)) ** 2  # [K, L]
+        gy = (idx[None, :].astype(np.float32) - y0[:, None].astype(np.float32)) ** 2
+        g = np.exp(-(gy[:, :, None] + gx[:, None, :]) / np.float32(2 * self.sigma ** 2))  # [K, L, L]
+        px, py = ul[:, :1] + idx[None, :], ul[:, 1:2] + idx[None, :]  # [K, L] map pixels of the window
+        in_x = (px >= 0) & (px < w) & (px < br[:, :1]) & (idx[None, :] < size)
+        in_y = (py >= 0) & (py < h) & (py < br[:, 1:2]) & (idx[None, :] < size)
         mask = in_y[:, :, None] & in_x[:, None, :] & (weight > 0.5)[:, None, None]
-        return np.where(mask, g, 0.0).astype(np.float32), weight
+        k, i, j = np.nonzero(mask)
+        target = np.zeros((len(joints), h, w), dtype=np.float32)
+        target[k, py[k, i], px[k, j]] = g[k, i, j]
+        return target, weight
 
     def _encode_unbiased(self, joints: np.ndarray, vis: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """DARK: a whole-map gaussian centred on `joint / stride` (stride image/heatmap, as DarkPose's heatmap
