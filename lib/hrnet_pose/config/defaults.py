@@ -3,8 +3,8 @@
 Official yamls (`experiments/coco/hrnet/*.yaml`) merge unchanged. Unlike the official code, `MODEL.EXTRA` is declared in
 full and is strict, so a misspelt architecture key is an error instead of being silently ignored. Keys that the official
 code does not have live only under clearly named new nodes (MODEL.EXTRA.ATTENTION, CODEC, AUG, COMPAT, ENGINE,
-SYNTHETIC) plus DATASET.KEYPOINT_SET, DATASET.SKIP_BAD_IMAGES, DATASET.FAST_DECODE, TEST.INTERVAL and
-TEST.COCO_EVAL_BACKEND.
+SYNTHETIC) plus DATASET.KEYPOINT_SET, DATASET.SKIP_BAD_IMAGES, DATASET.FAST_DECODE, DATASET.IMAGE_CACHE_DIR,
+TEST.INTERVAL and TEST.COCO_EVAL_BACKEND.
 """
 
 from yacs.config import CfgNode as CN
@@ -86,6 +86,7 @@ _C.DATASET.COLOR_RGB = False  # feed RGB (true) or BGR (false) to the network
 _C.DATASET.KEYPOINT_SET = ""  # '' for COCO-17, or a keypoint-set yaml (names, flip pairs, sigmas, skeleton)
 _C.DATASET.SKIP_BAD_IMAGES = True  # training only: skip unreadable images with a warning instead of failing
 _C.DATASET.FAST_DECODE = False  # decode JPEGs at 1/2, 1/4, 1/8 size when the box is that much larger than the input
+_C.DATASET.IMAGE_CACHE_DIR = ""  # folder for decoded images (decode once, memory-map after; H*W*3 bytes per image)
 
 _C.TRAIN = CN()
 _C.TRAIN.LR_FACTOR = 0.1  # MultiStepLR gamma

@@ -141,6 +141,7 @@ def build_dataset(cfg, split: str, codec: Any = None) -> Dataset:
         color_rgb=bool(cfg.DATASET.COLOR_RGB),
         skip_bad_images=bool(cfg.DATASET.SKIP_BAD_IMAGES),
         fast_decode=bool(cfg.DATASET.FAST_DECODE),
+        image_cache_dir=str(cfg.DATASET.IMAGE_CACHE_DIR),
     )
     if is_train and cfg.DATASET.SELECT_DATA:
         before = len(dataset.db)

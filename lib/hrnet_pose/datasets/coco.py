@@ -25,6 +25,7 @@ from ..errors import UserError
 from ..geometry import boxes_to_center_scale
 from ..keypoints import COCO17, KeypointSet, get_keypoint_set
 from .fast_decode import prepare_fast, to_normalized_tensor_fast
+from .image_cache import ImageCache
 from .transforms import (
     AugmentationConfig,
     Photometric,
@@ -46,9 +47,14 @@ def read_image(path: str, color_rgb: bool = False) -> np.ndarray:
     `color_rgb`). Raises ImageReadError naming the file when it is missing or cannot be decoded."""
     image = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
-        reason = "does not exist" if not os.path.exists(path) else "cannot be decoded (corrupt or not an image)"
-        raise ImageReadError(f"image {path} {reason}")
+        raise image_read_error(path)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if color_rgb else image
+
+
+def image_read_error(path: str) -> ImageReadError:
+    """The error for an image that could not be read, saying whether it is missing or undecodable."""
+    reason = "does not exist" if not os.path.exists(path) else "cannot be decoded (corrupt or not an image)"
+    return ImageReadError(f"image {path} {reason}")
 
 
 def layout_help(root: str, image_set: str) -> str:
@@ -112,6 +118,7 @@ class CocoKeypoints(torch.utils.data.Dataset):
         ann_file: Optional[str] = None,
         image_dir: Optional[str] = None,
         fast_decode: bool = False,
+        image_cache_dir: str = "",
     ):
         self.root = root
         self.image_set = image_set
@@ -147,6 +154,14 @@ class CocoKeypoints(torch.utils.data.Dataset):
             self.db = self._load_detection_db()
         logger.info("%s %s: %d samples from %s (%s boxes)", type(self).__name__, image_set, len(self.db),
                     self.ann_file, "GT" if (use_gt_bbox or is_train) else f"detector {bbox_file}")
+        self.image_cache: Optional[ImageCache] = None
+        if image_cache_dir:
+            self.image_cache = ImageCache(image_cache_dir)
+            ids = sorted({rec["image_id"] for rec in self.db})
+            missing, free = self.image_cache.reserve(
+                (self._image_path(i), self.coco.imgs[i]["width"], self.coco.imgs[i]["height"]) for i in ids)
+            logger.info("image cache %s: %d images, %.2f GB still to decode and store (%.1f GB free)",
+                        self.image_cache.folder, len(ids), missing / 1e9, free / 1e9)
 
     def _image_path(self, image_id: int) -> str:
         return os.path.join(self.image_dir, self.coco.imgs[image_id]["file_name"])
@@ -221,8 +236,14 @@ class CocoKeypoints(torch.utils.data.Dataset):
         return len(self.db)
 
     def read_image(self, path: str) -> np.ndarray:
-        """Read an image as uint8 [H, W, 3], RGB when `color_rgb` (else BGR); ImageReadError naming the file."""
-        return read_image(path, self.color_rgb)
+        """Read an image as uint8 [H, W, 3], RGB when `color_rgb` (else BGR); ImageReadError naming the file.
+        Through DATASET.IMAGE_CACHE_DIR when set (the same pixels, decoded once; `datasets.image_cache`)."""
+        if self.image_cache is None:
+            return read_image(path, self.color_rgb)
+        image = self.image_cache.read(path)
+        if image is None:
+            raise image_read_error(path)
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if self.color_rgb else image
 
     def prepare(self, index: int) -> Optional[Dict[str, Any]]:
         """Everything before tensors: the uint8 crop [H, W, 3], joints in crop pixels, the box and the rotation.

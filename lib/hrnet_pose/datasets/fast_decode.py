@@ -9,10 +9,14 @@ centre is f*i + (f - 1) / 2, and with the image -> crop matrix [A | t] the reduc
 [f*A | t + A @ ((f - 1) / 2, (f - 1) / 2)]; the crop stays geometrically exact up to interpolation. The training
 mirror is folded into the matrix too (x -> W - 1 - x), so a flipped sample no longer copies the whole image.
 
-Two exact savings come with it: evaluation datasets (not training, whose order is random) keep the last decoded
-image, so the persons of one image, which come one after the other, decode it once; and `to_normalized_tensor_fast`
-normalises through a per-channel lookup table computed with the same float32 operations as
-`transforms.normalize_crops` (equal values, without three passes over the crop in float).
+With DATASET.IMAGE_CACHE_DIR set (`datasets.image_cache`) the image comes decoded at full size from the cache and
+no reduced decoding is done: the crop is then the plain path's up to the folded mirror's interpolation.
+
+Three exact savings come with it: the BGR -> RGB conversion is done on the crop, not on the whole image; evaluation
+datasets (not training, whose order is random) keep the last decoded image, so the persons of one image, which come
+one after the other, decode it once; and `to_normalized_tensor_fast` normalises through a per-channel lookup table
+computed with the same float32 operations as `transforms.normalize_crops` (equal values, without three passes over
+the crop in float).
 
 Random draws are those of the plain path in the same order (`transforms.draw_geometry`), so a seeded run sees the
 same augmentations; joints, targets and meta are identical, only the crop pixels differ (decoded at a lower
@@ -135,6 +139,8 @@ def prepare_fast(ds: Any, index: int) -> Optional[Dict[str, Any]]:
     if factor > 1:
         warp = fold_reduction(warp, factor)
     crop = warp_crop(image, warp, ds.image_size)
+    if ds.color_rgb:  # the warp interpolates channels alike: converting the crop equals converting the image
+        crop = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
     if ds.photometric is not None:
         crop = ds.photometric(crop)
     return {
@@ -144,22 +150,27 @@ def prepare_fast(ds: Any, index: int) -> Optional[Dict[str, Any]]:
 
 
 def _read(ds: Any, path: str, factor: int) -> Tuple[Optional[np.ndarray], int]:
-    """(image, the factor it was decoded at): from the one-image cache of an evaluation dataset when it holds this
+    """(BGR image, the factor it was decoded at): from the one-image cache of an evaluation dataset when it holds this
     file at `factor` or finer, else decoded; an unreadable file is handled as `CocoKeypoints.prepare` does (None in
     training with skip_bad_images, else ImageReadError)."""
-    from .coco import ImageReadError  # coco.py imports this module
+    from .coco import image_read_error  # coco.py imports this module
 
     cached = getattr(ds, "_fast_decode_cache", None)
     if cached is not None and cached[0] == path and cached[1] <= factor:
         return cached[2], cached[1]
-    image = read_image_reduced(path, factor, ds.color_rgb)
+    image_cache = getattr(ds, "image_cache", None)
+    if image_cache is not None:  # decoded once at full size (DATASET.IMAGE_CACHE_DIR): no reduced decoding needed
+        factor = 1
+        image = image_cache.read(path)
+    else:
+        image = read_image_reduced(path, factor)
     if image is not None:
         if not ds.is_train:  # samples of one image are consecutive only in evaluation order
             ds._fast_decode_cache = (path, factor, image)
         return image, factor
-    reason = "does not exist" if not os.path.exists(path) else "cannot be decoded (corrupt or not an image)"
+    err = image_read_error(path)
     if ds.is_train and ds.skip_bad_images:
         ds.num_skipped += 1
-        logger.warning("skipping a sample: unreadable image %s (%s)", path, reason)
+        logger.warning("skipping a sample: %s", err)
         return None, factor
-    raise ImageReadError(f"image {path} {reason}")
+    raise err

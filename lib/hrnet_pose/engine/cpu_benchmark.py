@@ -5,7 +5,8 @@
   pycocotools COCOeval. Fast = `CocoKeypointEvaluator` defaults (all-images NMS, vectorised COCOeval on arrays),
   with and without writing the results file. The 10 stats must be identical.
 - data: samples/s of `CocoKeypoints` on one core (OpenCV and torch single-threaded, one process) on the real fixture
-  images, training (augmented) and test (GT boxes) sets, DATASET.FAST_DECODE off and on, interleaved in rounds.
+  images, training (augmented) and test (GT boxes) sets: plain, DATASET.FAST_DECODE, and FAST_DECODE with a filled
+  DATASET.IMAGE_CACHE_DIR, interleaved in rounds; and the first pass that fills the cache.
 - inference: batch latency of the pose network on real fixture crops. Official = the model as the official code
   runs it (fp32 eager, NCHW, `torch.no_grad`). Fast routes: BN folded (+ channels_last), TorchScript frozen with
   oneDNN (`torch.jit.optimize_for_inference`), onnxruntime fp32 (`apis.onnx_backend`), onnxruntime int8
@@ -106,7 +107,8 @@ def bench_evaluation(num_images: int = 5000, num_predictions: int = 100_000, see
 
 
 # ---------------------------------------------------------------------------------------------------- data
-def fixture_dataset(root: str, image_set: str, train: bool, fast: bool, image_size=(192, 256), color_rgb=True):
+def fixture_dataset(root: str, image_set: str, train: bool, fast: bool, image_size=(192, 256), color_rgb=True,
+                    cache_dir: str = ""):
     """CocoKeypoints on a folder with annotations/person_keypoints_<set>.json and images/ (the fixture layout),
     the official COCO augmentation of the W32 yamls (scale 0.35, rotation 45, half body 0.3, flip)."""
     from ..datasets import AugmentationConfig, CocoKeypoints
@@ -116,7 +118,7 @@ def fixture_dataset(root: str, image_set: str, train: bool, fast: bool, image_si
         root=root, image_set=image_set, is_train=train, image_size=(w, h),
         codec=HeatmapCodec(image_size=(w, h), heatmap_size=(w // 4, h // 4), sigma=2),
         ann_file=os.path.join(root, "annotations", f"person_keypoints_{image_set}.json"),
-        image_dir=os.path.join(root, "images"), color_rgb=color_rgb, fast_decode=fast,
+        image_dir=os.path.join(root, "images"), color_rgb=color_rgb, fast_decode=fast, image_cache_dir=cache_dir,
         transform_cfg=AugmentationConfig(scale_factor=0.35, rot_factor=45, prob_half_body=0.3))
 
 
@@ -132,34 +134,65 @@ def _single_core():
         torch.set_num_threads(torch_threads)
 
 
+DATA_VARIANTS = {
+    "plain": "plain: official decode",
+    "fast": "fast: FAST_DECODE on",
+    "cache": "fast: FAST_DECODE + IMAGE_CACHE_DIR, cache filled",
+}
+
+
+def _rate(ds, seconds: float, seed: int) -> float:
+    np.random.seed(seed)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for i in range(len(ds)):
+            ds[i]
+        count += len(ds)
+    return count / (time.perf_counter() - start)
+
+
+def _first_pass_rate(root: str, image_set: str, train: bool, image_size, rounds: int) -> float:
+    """Samples/s of one pass over the set into an empty image cache (every image decoded and stored once)."""
+    rates = []
+    for r in range(rounds):
+        with tempfile.TemporaryDirectory() as tmp:
+            ds = fixture_dataset(root, image_set, train, True, image_size, cache_dir=tmp)
+            np.random.seed(r)
+            start = time.perf_counter()
+            for i in range(len(ds)):
+                ds[i]
+            rates.append(len(ds) / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
 def bench_data(root: str, train_set: str = "mini_train2017", test_set: str = "mini_val2017",
                image_size=(192, 256), seconds: float = 2.0, rounds: int = 3) -> List[Dict]:
     """Samples/s on one core of `dataset[i]` (decode, augmentation, warp, normalisation, targets) over the whole
-    set, plain and fast in turn for `rounds` rounds of about `seconds` each; the median round is reported."""
+    set: plain, FAST_DECODE, and FAST_DECODE with a filled image cache, in turn for `rounds` rounds of about
+    `seconds` each (the median round is reported), plus the first pass that fills the cache."""
     rows = []
-    with _single_core():
+    with _single_core(), tempfile.TemporaryDirectory() as cache_dir:
         for train, image_set in ((True, train_set), (False, test_set)):
-            sets = {fast: fixture_dataset(root, image_set, train, fast, image_size) for fast in (False, True)}
-            rates: Dict[bool, List[float]] = {False: [], True: []}
+            sets = {"plain": fixture_dataset(root, image_set, train, False, image_size),
+                    "fast": fixture_dataset(root, image_set, train, True, image_size),
+                    "cache": fixture_dataset(root, image_set, train, True, image_size, cache_dir=cache_dir)}
+            for i in range(len(sets["cache"])):
+                sets["cache"].prepare(i)  # fill the cache
+            rates: Dict[str, List[float]] = {k: [] for k in sets}
             for r in range(rounds):
-                for fast, ds in sets.items():
-                    np.random.seed(r)
-                    count, start = 0, time.perf_counter()
-                    while time.perf_counter() - start < seconds:
-                        for i in range(len(ds)):
-                            ds[i]
-                        count += len(ds)
-                    rates[fast].append(count / (time.perf_counter() - start))
+                for key, ds in sets.items():
+                    rates[key].append(_rate(ds, seconds, r))
             np.random.seed(0)
-            factors = [sets[True].prepare(i)["decode_factor"] for i in range(len(sets[True]))]
-            for fast in (False, True):
-                rows.append({
-                    "task": "data " + ("train" if train else "test"),
-                    "variant": "fast: FAST_DECODE on" if fast else "plain: official decode",
-                    "setting": f"{len(sets[fast])} real COCO persons, input {image_size[0]}x{image_size[1]}, 1 core",
-                    "samples_per_s": statistics.median(rates[fast]),
-                    "reduced_fraction": float(np.mean(np.array(factors) > 1)) if fast else 0.0,
-                })
+            factors = [sets["fast"].prepare(i)["decode_factor"] for i in range(len(sets["fast"]))]
+            setting = f"{len(sets['plain'])} real COCO persons, input {image_size[0]}x{image_size[1]}, 1 core"
+            task = "data " + ("train" if train else "test")
+            for key, ds in sets.items():
+                rows.append({"task": task, "variant": DATA_VARIANTS[key], "setting": setting,
+                             "samples_per_s": statistics.median(rates[key]),
+                             "reduced_fraction": float(np.mean(np.array(factors) > 1)) if key == "fast" else 0.0})
+            rows.append({"task": task, "variant": "fast: FAST_DECODE + IMAGE_CACHE_DIR, first pass (fills it)",
+                         "setting": setting, "reduced_fraction": 0.0,
+                         "samples_per_s": _first_pass_rate(root, image_set, train, image_size, rounds)})
     return rows
 
 
