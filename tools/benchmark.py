@@ -16,6 +16,12 @@ the data pipeline per core (DATASET.FAST_DECODE off/on) and inference latency of
     python tools/benchmark.py --cfg experiments/coco/hrnet/w32_256x192_adam_lr1e-3.yaml --mode cpu --device cpu \
         --batch 1 --threads 2 --json cpu.json [--parts eval data infer] [--routes official folded_cl onnxruntime ...]
 
+int8 onnxruntime against fp32 on TRAINED weights (error in crop and image pixels, OKS AP on the val split with GT
+boxes, one row per quantisation setting; hrnet_pose.engine.int8_validation):
+
+    python tools/benchmark.py --cfg experiments/synthetic/quickstart.yaml --mode int8 \
+        --weights tests/fixtures/synthetic_quickstart_hrnet.pth --threads 1 [--calibration 32] [--json int8.json]
+
 Speed is measured here, never asserted in tests. On a shared CPU, timings vary by about +-10% between runs.
 """
 
@@ -37,7 +43,8 @@ from hrnet_pose.models import build_model
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cfg", required=True)
-    parser.add_argument("--mode", choices=["train", "infer", "data", "all", "step", "cpu", "demo"], default="all",
+    parser.add_argument("--mode", choices=["train", "infer", "data", "all", "step", "cpu", "demo", "int8"],
+                        default="all",
                         help="step: the training step, plain (fp32 NCHW eager) vs fast (bf16 channels_last fused, "
                              "compiled/graphed on CUDA), side by side")
     parser.add_argument("--det-model", default="fasterrcnn", help="demo mode: fasterrcnn or mobilenet")
@@ -61,6 +68,11 @@ def main(argv=None) -> int:
     parser.add_argument("--data-root", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
                                                             "fixtures", "coco_real_mini"),
                         help="cpu mode: real COCO images for the data pipeline and the inference crops")
+    parser.add_argument("--weights", default="", help="int8 mode: trained state dict (default: TEST.MODEL_FILE)")
+    parser.add_argument("--calibration", type=int, default=32, help="int8 mode: train crops that calibrate the "
+                                                                   "activation ranges")
+    parser.add_argument("--val-images", type=int, default=0, help="int8 mode, synthetic data: val images to generate "
+                                                                  "(default: SYNTHETIC.NUM_VAL_IMAGES)")
     parser.add_argument("opts", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     cfg = load_config(args.cfg, args.opts)
@@ -68,6 +80,8 @@ def main(argv=None) -> int:
         return _demo_side_by_side(cfg, args)
     if args.mode == "cpu":
         return _cpu_side_by_side(cfg, args)
+    if args.mode == "int8":
+        return _int8_validation(cfg, args)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -174,6 +188,30 @@ def _cpu_side_by_side(cfg, args) -> int:
             json.dump({"environment": env, "rows": rows}, f, indent=1)
     return 0
 
+
+def _int8_validation(cfg, args) -> int:
+    """--mode int8: fp32 and int8 onnxruntime on trained weights, error and AP per setting
+    (hrnet_pose.engine.int8_validation)."""
+    import onnxruntime
+
+    from hrnet_pose.engine.int8_validation import format_int8_rows, validate_int8
+
+    weights = args.weights or cfg.TEST.MODEL_FILE
+    if not weights:
+        raise SystemExit("--mode int8 needs trained weights: --weights PATH (or TEST.MODEL_FILE)")
+    threads = args.threads or 1
+    torch.set_num_threads(threads)
+    rows = validate_int8(cfg, weights, num_calibration=args.calibration, num_val_images=args.val_images or None,
+                         threads=threads)
+    print(f"int8 validation, config {args.cfg}, weights {weights}, onnxruntime {onnxruntime.__version__}, "
+          f"{threads} thread(s); {rows[0]['num_val_persons']} val persons (GT boxes), {rows[0]['num_calibration']} "
+          f"train crops for calibration; int8 rows against onnxruntime fp32, keypoints in input-crop / image px")
+    print(format_int8_rows(rows))
+    if args.json:
+        from hrnet_pose.fileio import write_json_atomic
+
+        write_json_atomic(rows, args.json, indent=2)
+    return 0
 
 
 def _demo_side_by_side(cfg, args) -> int:

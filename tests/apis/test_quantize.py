@@ -47,3 +47,26 @@ def test_bad_calibration_is_refused(exported, tmp_path):
         quantize_onnx_static(path, str(tmp_path / "x.onnx"), crops, method="kl")
     with pytest.raises(FileNotFoundError, match="nope.onnx"):
         quantize_onnx_static(str(tmp_path / "nope.onnx"), str(tmp_path / "x.onnx"), crops)
+
+
+def _output_producer(path):
+    import onnx
+
+    graph = onnx.load(path).graph
+    producers = {out: node for node in graph.node for out in node.output}
+    return producers[graph.output[0].name], producers
+
+
+def test_keep_last_float_leaves_the_heatmap_layer_in_float(exported, tmp_path):
+    path, crops = exported
+    plain = quantize_onnx_static(path, str(tmp_path / "plain.onnx"), crops[:4])
+    assert _output_producer(plain)[0].op_type == "DequantizeLinear"  # the heatmaps are int8 values, dequantised
+    kept = quantize_onnx_static(path, str(tmp_path / "kept.onnx"), crops[:4], keep_last_float=True)
+    last, producers = _output_producer(kept)
+    assert last.op_type == "Conv"
+    assert last.input[1] not in producers  # a float initialiser, not a dequantised int8 weight
+    assert producers[last.input[0]].op_type == "DequantizeLinear"  # its input activation is still int8
+    out = OnnxRuntimeBackend(kept, num_threads=1)(crops)
+    assert out.shape == OnnxRuntimeBackend(path, num_threads=1)(crops).shape
+    with pytest.raises(ValueError, match="not nodes of the graph"):
+        quantize_onnx_static(path, str(tmp_path / "x.onnx"), crops[:4], exclude_nodes=["/model/nope/Conv"])
