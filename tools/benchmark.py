@@ -26,7 +26,6 @@ Speed is measured here, never asserted in tests. On a shared CPU, timings vary b
 """
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -37,10 +36,12 @@ from hrnet_pose.config import load_config
 from hrnet_pose.datasets.build import build_dataloader, build_dataset
 from hrnet_pose.engine.benchmark import benchmark_backend, benchmark_loader, benchmark_model
 from hrnet_pose.engine.step_benchmark import benchmark_train_step, format_step_table
+from hrnet_pose.errors import UserError, run_cli
+from hrnet_pose.fileio import write_json_atomic
 from hrnet_pose.models import build_model
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cfg", required=True)
     parser.add_argument("--mode", choices=["train", "infer", "data", "all", "step", "cpu", "demo", "int8"],
@@ -74,7 +75,11 @@ def main(argv=None) -> int:
     parser.add_argument("--val-images", type=int, default=0, help="int8 mode, synthetic data: val images to generate "
                                                                   "(default: SYNTHETIC.NUM_VAL_IMAGES)")
     parser.add_argument("opts", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
     cfg = load_config(args.cfg, args.opts)
     if args.mode == "demo":
         return _demo_side_by_side(cfg, args)
@@ -82,6 +87,11 @@ def main(argv=None) -> int:
         return _cpu_side_by_side(cfg, args)
     if args.mode == "int8":
         return _int8_validation(cfg, args)
+    return _model_and_loader(cfg, args)
+
+
+def _model_and_loader(cfg, args) -> int:
+    """--mode train / infer / step / data / all: the model alone on random tensors, the training step, the loader."""
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -112,6 +122,13 @@ def main(argv=None) -> int:
         results.append(benchmark_loader(build_dataloader(cfg, dataset, "train")))
     print(f"config {args.cfg}, device {device}" + (f" ({torch.cuda.get_device_name(device)})"
                                                     if device.type == "cuda" else f" ({torch.get_num_threads()} threads)"))
+    _print_results(results)
+    if args.json:
+        write_json_atomic(results, args.json, indent=1)
+    return 0
+
+
+def _print_results(results: list) -> None:
     for r in results:
         if r["mode"] == "step":
             continue
@@ -126,10 +143,6 @@ def main(argv=None) -> int:
     step_rows = [r for r in results if r["mode"] == "step"]
     if step_rows:
         print(format_step_table(step_rows))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
-    return 0
 
 
 def _compare_backends(cfg, args, device: torch.device, input_hw, batches) -> list:
@@ -184,8 +197,7 @@ def _cpu_side_by_side(cfg, args) -> int:
     print("; ".join(f"{k} {v}" for k, v in env.items()))
     print(format_rows(rows))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"environment": env, "rows": rows}, f, indent=1)
+        write_json_atomic({"environment": env, "rows": rows}, args.json, indent=1)
     return 0
 
 
@@ -198,7 +210,7 @@ def _int8_validation(cfg, args) -> int:
 
     weights = args.weights or cfg.TEST.MODEL_FILE
     if not weights:
-        raise SystemExit("--mode int8 needs trained weights: --weights PATH (or TEST.MODEL_FILE)")
+        raise UserError("--mode int8 needs trained weights: --weights PATH (or TEST.MODEL_FILE)")
     threads = args.threads or 1
     torch.set_num_threads(threads)
     rows = validate_int8(cfg, weights, num_calibration=args.calibration, num_val_images=args.val_images or None,
@@ -208,8 +220,6 @@ def _int8_validation(cfg, args) -> int:
           f"train crops for calibration; int8 rows against onnxruntime fp32, keypoints in input-crop / image px")
     print(format_int8_rows(rows))
     if args.json:
-        from hrnet_pose.fileio import write_json_atomic
-
         write_json_atomic(rows, args.json, indent=2)
     return 0
 
@@ -224,11 +234,9 @@ def _demo_side_by_side(cfg, args) -> int:
           f"({torch.get_num_threads()} threads), 1280x720, 6 persons, flip test off")
     print(format_demo_table(rows))
     if args.json:
-        from hrnet_pose.fileio import write_json_atomic
-
         write_json_atomic(rows, args.json, indent=2)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from hrnet_pose.config import load_config
+from hrnet_pose.errors import run_cli
 from hrnet_pose.models import build_model
 from hrnet_pose.models.complexity import model_summary
 
@@ -28,4 +29,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -154,14 +154,17 @@ class CocoKeypoints(torch.utils.data.Dataset):
             self.db = self._load_detection_db()
         logger.info("%s %s: %d samples from %s (%s boxes)", type(self).__name__, image_set, len(self.db),
                     self.ann_file, "GT" if (use_gt_bbox or is_train) else f"detector {bbox_file}")
-        self.image_cache: Optional[ImageCache] = None
-        if image_cache_dir:
-            self.image_cache = ImageCache(image_cache_dir)
-            ids = sorted({rec["image_id"] for rec in self.db})
-            missing, free = self.image_cache.reserve(
-                (self._image_path(i), self.coco.imgs[i]["width"], self.coco.imgs[i]["height"]) for i in ids)
-            logger.info("image cache %s: %d images, %.2f GB still to decode and store (%.1f GB free)",
-                        self.image_cache.folder, len(ids), missing / 1e9, free / 1e9)
+        self.image_cache = self._open_image_cache(image_cache_dir) if image_cache_dir else None
+
+    def _open_image_cache(self, folder: str) -> ImageCache:
+        """DATASET.IMAGE_CACHE_DIR for this set's images, after checking that the missing entries fit on the disk."""
+        cache = ImageCache(folder)
+        ids = sorted({rec["image_id"] for rec in self.db})
+        missing, free = cache.reserve(
+            (self._image_path(i), self.coco.imgs[i]["width"], self.coco.imgs[i]["height"]) for i in ids)
+        logger.info("image cache %s: %d images, %.2f GB still to decode and store (%.1f GB free)", cache.folder,
+                    len(ids), missing / 1e9, free / 1e9)
+        return cache
 
     def _image_path(self, image_id: int) -> str:
         return os.path.join(self.image_dir, self.coco.imgs[image_id]["file_name"])
