@@ -62,8 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--channels-last", action="store_true", help="also measure channels_last")
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--json", default="", help="write the results here")
-    parser.add_argument("--parts", nargs="+", choices=["eval", "data", "infer"], default=["eval", "data", "infer"],
-                        help="cpu mode: which comparisons to run")
+    parser.add_argument("--parts", nargs="+", choices=["eval", "data", "data_cold", "infer"],
+                        default=["eval", "data", "infer"], help="cpu mode: which comparisons to run (data_cold: the "
+                        "training data pipeline reading from the disk, page cache dropped; Linux, root)")
     parser.add_argument("--routes", nargs="+", default=None, help="cpu mode: inference routes (default: all of "
                                                                      "hrnet_pose.engine.cpu_inference.ROUTES)")
     parser.add_argument("--data-root", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from hrnet_pose.config import load_config
-from hrnet_pose.engine.cpu_benchmark import (bench_data, bench_evaluation, bench_inference, calibrate_batchnorm,
-                                             fast_decode_ap, fixture_crops, format_rows)
+from hrnet_pose.engine.cpu_benchmark import (bench_data, bench_data_cold, bench_evaluation, bench_inference,
+                                             calibrate_batchnorm, fast_decode_ap, fixture_crops, format_rows)
+from hrnet_pose.errors import UserError
 from hrnet_pose.models import build_model
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures")
@@ -44,6 +45,18 @@ def test_data_rows_and_fast_decode_ap_effect(tiny):
     effect = fast_decode_ap(MINI, image_size=(64, 96), model=tiny)
     assert effect["oracle_AP_fast"] == effect["oracle_AP_plain"] > 0.5  # geometry unchanged
     assert effect["crop_mean_abs_diff"] > 0 and effect["model_keypoint_shift_px"] >= 0
+
+
+def test_cold_disk_rows_or_a_clear_refusal():
+    """Dropping the page cache needs Linux and root: either the three variants are measured, or the error says why."""
+    try:
+        rows = bench_data_cold(MINI, image_size=(64, 96), rounds=1)
+    except UserError as err:
+        assert "/proc/sys/vm/drop_caches" in str(err) and "root" in str(err)
+        return
+    assert [r["variant"] for r in rows] == ["plain: official decode", "fast: FAST_DECODE on",
+                                            "fast: FAST_DECODE + IMAGE_CACHE_DIR, cache filled"]
+    assert all(r["task"] == "data train, cold disk" and r["samples_per_s"] > 0 for r in rows)
 
 
 def test_fp32_inference_routes_match_the_official_route(tiny):

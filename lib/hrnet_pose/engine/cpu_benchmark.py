@@ -6,7 +6,8 @@
   with and without writing the results file. The 10 stats must be identical.
 - data: samples/s of `CocoKeypoints` on one core (OpenCV and torch single-threaded, one process) on the real fixture
   images, training (augmented) and test (GT boxes) sets: plain, DATASET.FAST_DECODE, and FAST_DECODE with a filled
-  DATASET.IMAGE_CACHE_DIR, interleaved in rounds; and the first pass that fills the cache.
+  DATASET.IMAGE_CACHE_DIR, interleaved in rounds; and the first pass that fills the cache. `data_cold` (not in the
+  default parts; Linux, root): the training set with the page cache dropped before every pass, files from the disk.
 - inference: batch latency of the pose network on real fixture crops. Official = the model as the official code
   runs it (fp32 eager, NCHW, `torch.no_grad`). Fast routes: BN folded (+ channels_last), TorchScript frozen with
   oneDNN (`torch.jit.optimize_for_inference`), onnxruntime fp32 (`apis.onnx_backend`), onnxruntime int8
@@ -32,6 +33,7 @@ import torch
 from torch import nn
 
 from ..codecs.heatmap import HeatmapCodec
+from ..errors import UserError
 from ..evaluation.coco_keypoints import STATS_NAMES, CocoKeypointEvaluator
 from ..evaluation.oks_nms import oks_nms, rescore
 from ..evaluation.synthetic_eval import make_synthetic_eval
@@ -196,6 +198,47 @@ def bench_data(root: str, train_set: str = "mini_train2017", test_set: str = "mi
     return rows
 
 
+def drop_page_cache() -> None:
+    """Empty the operating system's file cache (Linux, root: /proc/sys/vm/drop_caches), so the next reads come from
+    the disk; a clear error where that is not possible."""
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+    except OSError as err:
+        raise UserError("the cold-disk data benchmark (--parts data_cold) drops the page cache through "
+                        f"/proc/sys/vm/drop_caches, which needs Linux and root ({err.strerror})") from err
+
+
+def bench_data_cold(root: str, train_set: str = "mini_train2017", image_size=(192, 256),
+                    rounds: int = 5) -> List[Dict]:
+    """Training samples/s on one core when the files come from the disk: the page cache is dropped before each pass
+    over the set (JPEGs for plain and FAST_DECODE, cache entries for the image cache, filled beforehand); the median
+    of `rounds` passes per variant, interleaved."""
+    rows = []
+    with _single_core(), tempfile.TemporaryDirectory() as cache_dir:
+        sets = {"plain": fixture_dataset(root, train_set, True, False, image_size),
+                "fast": fixture_dataset(root, train_set, True, True, image_size),
+                "cache": fixture_dataset(root, train_set, True, True, image_size, cache_dir=cache_dir)}
+        for i in range(len(sets["cache"])):
+            sets["cache"].prepare(i)
+        rates: Dict[str, List[float]] = {k: [] for k in sets}
+        for r in range(rounds):
+            for key, ds in sets.items():
+                drop_page_cache()
+                np.random.seed(r)
+                start = time.perf_counter()
+                for i in range(len(ds)):
+                    ds[i]
+                rates[key].append(len(ds) / (time.perf_counter() - start))
+        setting = (f"{len(sets['plain'])} real COCO persons, input {image_size[0]}x{image_size[1]}, 1 core, "
+                   "page cache dropped before each pass")
+        for key in sets:
+            rows.append({"task": "data train, cold disk", "variant": DATA_VARIANTS[key], "setting": setting,
+                         "samples_per_s": statistics.median(rates[key]), "reduced_fraction": 0.0})
+    return rows
+
+
 def fast_decode_ap(root: str, test_set: str = "mini_val2017", image_size=(192, 256),
                    model: Optional[nn.Module] = None) -> Dict:
     """AP on the fixture's GT boxes with plain and fast decoding. Oracle: heatmaps are the codec's targets of the
@@ -294,6 +337,8 @@ def run_cpu_benchmark(model: nn.Module, data_root: str, image_size=(192, 256), p
         calibrate_batchnorm(model, fixture_crops(data_root, image_size=image_size))
     if "eval" in parts:
         rows += bench_evaluation(eval_images, eval_predictions)
+    if "data_cold" in parts:
+        rows += bench_data_cold(data_root, image_size=image_size)
     if "data" in parts:
         rows += bench_data(data_root, image_size=image_size)
         effect = fast_decode_ap(data_root, image_size=image_size, model=model.eval())
