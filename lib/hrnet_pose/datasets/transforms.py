@@ -102,11 +102,22 @@ def flip_sample(
     flip_pairs: Sequence[Tuple[int, int]],
 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Mirror the image, the joints (x -> W - x - 1, pairs swapped) and the box centre (c_x -> W - c_x - 1)."""
-    width = image.shape[1]
+    joints, joints_vis, center = mirror_annotations(joints, joints_vis, center, image.shape[1], flip_pairs)
+    return image[:, ::-1], joints, joints_vis, center
+
+
+def mirror_annotations(
+    joints: np.ndarray,
+    joints_vis: np.ndarray,
+    center: np.ndarray,
+    width: int,
+    flip_pairs: Sequence[Tuple[int, int]],
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`flip_sample` without the image: joints and box centre of an image of `width` mirrored (a new centre)."""
     joints, joints_vis = fliplr_joints(joints, joints_vis, width, flip_pairs)
     center = np.array(center, copy=True)
     center[0] = width - center[0] - 1
-    return image[:, ::-1], joints, joints_vis, center
+    return joints, joints_vis, center
 
 
 def crop_matrix(
@@ -202,9 +213,7 @@ def draw_geometry(
     scale, rot = random_scale_rotation(scale, cfg.scale_factor, cfg.rot_factor, cfg.rot_prob)
     flipped = bool(cfg.flip and np.random.rand() <= cfg.flip_prob)
     if flipped:
-        joints, joints_vis = fliplr_joints(joints, joints_vis, image_width, flip_pairs)
-        center = np.array(center, copy=True)
-        center[0] = image_width - center[0] - 1
+        joints, joints_vis, center = mirror_annotations(joints, joints_vis, center, image_width, flip_pairs)
     return joints, joints_vis, center, scale, rot, flipped
 
 
