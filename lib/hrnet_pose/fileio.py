@@ -7,8 +7,11 @@ import tempfile
 from typing import IO, Any, Callable
 
 
-def atomic_write(path: str, write: Callable[[IO], None], binary: bool = False) -> None:
-    """Call `write(file)` on a temporary file beside `path`, fsync it and `os.replace` it onto `path`."""
+def atomic_write(path: str, write: Callable[[IO], None], binary: bool = False, fsync: bool = True) -> None:
+    """Call `write(file)` on a temporary file beside `path`, fsync it and `os.replace` it onto `path`.
+
+    `fsync=False` skips the flush to the disk, for files that can be made again and are checked when read (the
+    image cache): a power loss may then leave an empty file under the final name, never a partial one mid-run."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
@@ -16,7 +19,8 @@ def atomic_write(path: str, write: Callable[[IO], None], binary: bool = False) -
         with os.fdopen(fd, "wb" if binary else "w") as f:
             write(f)
             f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -24,7 +24,7 @@ from pycocotools.coco import COCO
 from ..errors import UserError
 from ..geometry import boxes_to_center_scale
 from ..keypoints import COCO17, KeypointSet, get_keypoint_set
-from .fast_decode import prepare_fast, to_normalized_tensor_fast
+from .fast_decode import prepare_fast, read_image_reduced, to_normalized_tensor_fast
 from .image_cache import ImageCache
 from .transforms import (
     AugmentationConfig,
@@ -45,10 +45,10 @@ class ImageReadError(OSError, UserError):
 def read_image(path: str, color_rgb: bool = False) -> np.ndarray:
     """Read an image file as the official loader does: uint8 [H, W, 3], EXIF orientation ignored, BGR (RGB when
     `color_rgb`). Raises ImageReadError naming the file when it is missing or cannot be decoded."""
-    image = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    image = read_image_reduced(path, 1, color_rgb)
     if image is None:
         raise image_read_error(path)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if color_rgb else image
+    return image
 
 
 def image_read_error(path: str) -> ImageReadError:

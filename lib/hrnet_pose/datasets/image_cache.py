@@ -20,13 +20,13 @@ import hashlib
 import logging
 import os
 import shutil
-import tempfile
 from typing import Iterable, Optional, Tuple
 
-import cv2
 import numpy as np
 
 from ..errors import UserError
+from ..fileio import atomic_write
+from .fast_decode import read_image_reduced
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class ImageCache:
                 return image
             logger.warning("image cache entry %s for %s is unreadable (an interrupted write?): decoding again",
                            entry, path)
-        image = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        image = read_image_reduced(path, 1)  # the official decode (BGR, EXIF orientation ignored)
         if image is None:
             return None
         self.misses += 1
@@ -127,15 +127,7 @@ def _load_entry(entry: str) -> Optional[np.ndarray]:
 
 
 def _store_entry(entry: str, image: np.ndarray) -> None:
-    """Write `image` to `entry` through a temporary file and a rename (no partial entry is ever visible)."""
-    folder = os.path.dirname(entry)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(entry) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, np.ascontiguousarray(image), allow_pickle=False)
-        os.replace(tmp, entry)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write `image` to `entry` through a temporary file and a rename (no partial entry is ever visible); not
+    flushed to the disk: an entry lost to a power cut is decoded again."""
+    atomic_write(entry, lambda f: np.save(f, np.ascontiguousarray(image), allow_pickle=False), binary=True,
+                 fsync=False)
