@@ -153,17 +153,31 @@ def _rate(ds, seconds: float, seed: int) -> float:
     return count / (time.perf_counter() - start)
 
 
+def _pass_rate(ds, seed: int) -> float:
+    """Samples/s of one pass over `ds` with the augmentation drawn from `seed`."""
+    np.random.seed(seed)
+    start = time.perf_counter()
+    for i in range(len(ds)):
+        ds[i]
+    return len(ds) / (time.perf_counter() - start)
+
+
+def _variant_sets(root: str, image_set: str, train: bool, image_size, cache_dir: str) -> Dict[str, object]:
+    """The DATA_VARIANTS datasets of `image_set`, the image cache in `cache_dir` filled."""
+    sets = {"plain": fixture_dataset(root, image_set, train, False, image_size),
+            "fast": fixture_dataset(root, image_set, train, True, image_size),
+            "cache": fixture_dataset(root, image_set, train, True, image_size, cache_dir=cache_dir)}
+    for i in range(len(sets["cache"])):
+        sets["cache"].prepare(i)
+    return sets
+
+
 def _first_pass_rate(root: str, image_set: str, train: bool, image_size, rounds: int) -> float:
     """Samples/s of one pass over the set into an empty image cache (every image decoded and stored once)."""
     rates = []
     for r in range(rounds):
         with tempfile.TemporaryDirectory() as tmp:
-            ds = fixture_dataset(root, image_set, train, True, image_size, cache_dir=tmp)
-            np.random.seed(r)
-            start = time.perf_counter()
-            for i in range(len(ds)):
-                ds[i]
-            rates.append(len(ds) / (time.perf_counter() - start))
+            rates.append(_pass_rate(fixture_dataset(root, image_set, train, True, image_size, cache_dir=tmp), r))
     return statistics.median(rates)
 
 
@@ -175,11 +189,7 @@ def bench_data(root: str, train_set: str = "mini_train2017", test_set: str = "mi
     rows = []
     with _single_core(), tempfile.TemporaryDirectory() as cache_dir:
         for train, image_set in ((True, train_set), (False, test_set)):
-            sets = {"plain": fixture_dataset(root, image_set, train, False, image_size),
-                    "fast": fixture_dataset(root, image_set, train, True, image_size),
-                    "cache": fixture_dataset(root, image_set, train, True, image_size, cache_dir=cache_dir)}
-            for i in range(len(sets["cache"])):
-                sets["cache"].prepare(i)  # fill the cache
+            sets = _variant_sets(root, image_set, train, image_size, cache_dir)
             rates: Dict[str, List[float]] = {k: [] for k in sets}
             for r in range(rounds):
                 for key, ds in sets.items():
@@ -215,28 +225,17 @@ def bench_data_cold(root: str, train_set: str = "mini_train2017", image_size=(19
     """Training samples/s on one core when the files come from the disk: the page cache is dropped before each pass
     over the set (JPEGs for plain and FAST_DECODE, cache entries for the image cache, filled beforehand); the median
     of `rounds` passes per variant, interleaved."""
-    rows = []
     with _single_core(), tempfile.TemporaryDirectory() as cache_dir:
-        sets = {"plain": fixture_dataset(root, train_set, True, False, image_size),
-                "fast": fixture_dataset(root, train_set, True, True, image_size),
-                "cache": fixture_dataset(root, train_set, True, True, image_size, cache_dir=cache_dir)}
-        for i in range(len(sets["cache"])):
-            sets["cache"].prepare(i)
+        sets = _variant_sets(root, train_set, True, image_size, cache_dir)
         rates: Dict[str, List[float]] = {k: [] for k in sets}
         for r in range(rounds):
             for key, ds in sets.items():
                 drop_page_cache()
-                np.random.seed(r)
-                start = time.perf_counter()
-                for i in range(len(ds)):
-                    ds[i]
-                rates[key].append(len(ds) / (time.perf_counter() - start))
-        setting = (f"{len(sets['plain'])} real COCO persons, input {image_size[0]}x{image_size[1]}, 1 core, "
-                   "page cache dropped before each pass")
-        for key in sets:
-            rows.append({"task": "data train, cold disk", "variant": DATA_VARIANTS[key], "setting": setting,
-                         "samples_per_s": statistics.median(rates[key]), "reduced_fraction": 0.0})
-    return rows
+                rates[key].append(_pass_rate(ds, r))
+    setting = (f"{len(sets['plain'])} real COCO persons, input {image_size[0]}x{image_size[1]}, 1 core, "
+               "page cache dropped before each pass")
+    return [{"task": "data train, cold disk", "variant": DATA_VARIANTS[key], "setting": setting,
+             "samples_per_s": statistics.median(rates[key]), "reduced_fraction": 0.0} for key in sets]
 
 
 def fast_decode_ap(root: str, test_set: str = "mini_val2017", image_size=(192, 256),
