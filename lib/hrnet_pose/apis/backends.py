@@ -14,6 +14,7 @@ from typing import Any, Optional, Protocol, Union
 import numpy as np
 import torch
 
+from ..engine.inference import forward_heatmaps
 from ..engine.validate import autocast_context
 
 logger = logging.getLogger(__name__)
@@ -62,8 +63,7 @@ class TorchBackend:
         x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
         x = x.to(self.device, non_blocking=True, memory_format=self.memory_format)
         with autocast_context(self.device, self.amp):
-            out = self.model(x)
-        out = out[-1] if isinstance(out, (list, tuple)) else out
+            out = forward_heatmaps(self.model, x)
         return out.float().cpu().numpy()
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..engine.inference import forward_heatmaps
 from ..errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -36,11 +37,6 @@ class OnnxExportError(UserError):
     """The model (or one of its blocks) cannot be exported to ONNX; the message names the block and the reason."""
 
 
-def _forward_heatmaps(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    out = model(x)
-    return out[-1] if isinstance(out, (list, tuple)) else out
-
-
 class _Heatmaps(nn.Module):
     """The model with its last output only, so models returning per-stage lists export one tensor."""
 
@@ -49,7 +45,7 @@ class _Heatmaps(nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _forward_heatmaps(self.model, x)
+        return forward_heatmaps(self.model, x)
 
 
 @contextlib.contextmanager
@@ -99,7 +95,7 @@ def _attention_inputs(model: nn.Module, dummy: torch.Tensor) -> List[Tuple[str, 
              for n, m in seen.values()]
     try:
         with torch.no_grad():
-            _forward_heatmaps(model, dummy)
+            forward_heatmaps(model, dummy)
     finally:
         for h in hooks:
             h.remove()
@@ -193,7 +189,7 @@ def check_onnx(path: str, model: nn.Module, batch_sizes: Sequence[int] = (1,), s
         for n in batch_sizes:
             x = rng.standard_normal((int(n), 3, h, w)).astype(np.float32)
             with torch.no_grad():
-                ref = _forward_heatmaps(model, torch.from_numpy(x).to(device)).float().cpu().numpy()
+                ref = forward_heatmaps(model, torch.from_numpy(x).to(device)).float().cpu().numpy()
             out = backend(x)
             if out.shape != ref.shape:
                 raise UserError(f"{path}: onnxruntime gives heatmaps {out.shape}, PyTorch {ref.shape} at batch {n}")

@@ -25,6 +25,7 @@ from torch import nn
 
 from ..codecs.heatmap import HeatmapCodec
 from ..models.fuse import fold_batchnorm
+from .inference import forward_heatmaps
 
 logger = logging.getLogger(__name__)
 
@@ -32,12 +33,12 @@ ROUTES = ("official", "folded", "folded_cl", "jit", "onnxruntime", "onnxruntime_
 Route = Callable[[np.ndarray], np.ndarray]
 
 
-def _torch_route(model: nn.Module, channels_last: bool = False) -> Route:
+def torch_route(model: nn.Module, channels_last: bool = False) -> Route:
     mem = torch.channels_last if channels_last else torch.contiguous_format
 
     def run(x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            out = model(torch.from_numpy(x).contiguous(memory_format=mem))
+            out = forward_heatmaps(model, torch.from_numpy(x).contiguous(memory_format=mem))
         return out.float().contiguous().numpy()
     return run
 
@@ -50,17 +51,17 @@ def build_routes(model: nn.Module, input_hw: Sequence[int], work_dir: str, calib
         raise ValueError(f"unknown inference route(s) {unknown}; valid: {list(ROUTES)}")
     model = model.eval().cpu()
     h, w = int(input_hw[0]), int(input_hw[1])
-    routes: Dict[str, Route] = {"official": _torch_route(model)}
+    routes: Dict[str, Route] = {"official": torch_route(model)}
     folded = fold_batchnorm(model)
     if "folded" in names:
-        routes["folded"] = _torch_route(folded)
+        routes["folded"] = torch_route(folded)
     if "folded_cl" in names:
-        routes["folded_cl"] = _torch_route(fold_batchnorm(model).to(memory_format=torch.channels_last), True)
+        routes["folded_cl"] = torch_route(fold_batchnorm(model).to(memory_format=torch.channels_last), True)
     if "jit" in names:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings about the input-shape checks
             traced = torch.jit.trace(folded, torch.from_numpy(calibration[:1]))
-            routes["jit"] = _torch_route(torch.jit.optimize_for_inference(torch.jit.freeze(traced)))
+            routes["jit"] = torch_route(torch.jit.optimize_for_inference(torch.jit.freeze(traced)))
     if "onnxruntime" in names or "onnxruntime_int8" in names:
         from ..apis.export import export_onnx
         from ..apis.onnx_backend import OnnxRuntimeBackend

@@ -75,7 +75,8 @@ def merge_flip(
     return (plain + flipped) * 0.5
 
 
-def _forward(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+def forward_heatmaps(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The model's heatmaps for `images`: its output, or the last of its per-stage outputs."""
     out = model(images)
     # some models return one output per stage; the official code takes the last
     return out[-1] if isinstance(out, (list, tuple)) else out
@@ -98,9 +99,9 @@ def inference_with_flip(
     if images.ndim != 4:
         raise ValueError(f"images must be [N, 3, H, W], got shape {tuple(images.shape)}")
     if not flip_test:
-        return _forward(model, images).float()
+        return forward_heatmaps(model, images).float()
     n = images.shape[0]
-    both = _forward(model, torch.cat([images, images.flip(3)], dim=0))
+    both = forward_heatmaps(model, torch.cat([images, images.flip(3)], dim=0))
     return merge_flip(both[:n], both[n:], flip_index, shift_heatmap)
 
 

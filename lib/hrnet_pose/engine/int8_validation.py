@@ -30,10 +30,10 @@ import tempfile
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
 
 from ..codecs.heatmap import build_codec
 from ..evaluation.coco_keypoints import CocoKeypointEvaluator
+from .cpu_inference import torch_route
 from .inference import merge_flip
 
 logger = logging.getLogger(__name__)
@@ -126,14 +126,6 @@ def _heatmaps(route, crops: np.ndarray, flip_index, flip_test: bool, shift: bool
     return np.concatenate(out).astype(np.float32)
 
 
-def _torch_route(model: torch.nn.Module):
-    def run(x: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            out = model(torch.from_numpy(np.ascontiguousarray(x)))
-        return (out[-1] if isinstance(out, (list, tuple)) else out).float().numpy()
-    return run
-
-
 def _decode(codec, heatmaps: np.ndarray, data: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
     """Keypoints in input-crop pixels (the crop's own frame), in image pixels, and their scores."""
     n = len(heatmaps)
@@ -224,7 +216,7 @@ def validate_int8(cfg, weights_path: str, num_calibration: int = 32,
             return _decode(codec, _heatmaps(route, data["crops"], *flip), data)
 
         fp32_path = export_onnx(model, os.path.join(tmp, "model_fp32.onnx"), (w, h))
-        refs = {"torch fp32": run(_torch_route(model)),
+        refs = {"torch fp32": run(torch_route(model)),
                 "onnxruntime fp32": run(OnnxRuntimeBackend(fp32_path, device="cpu", num_threads=threads))}
         common = {"num_val_persons": len(data["crops"]), "num_calibration": len(calibration),
                   "flip_test": flip[1], "decoder": codec.decoder, "input_size": [w, h]}
