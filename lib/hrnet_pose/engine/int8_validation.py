@@ -32,9 +32,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..codecs.heatmap import build_codec
-from ..evaluation.coco_keypoints import CocoKeypointEvaluator
 from .cpu_inference import torch_route
 from .inference import merge_flip
+from .validate import build_evaluator
 
 logger = logging.getLogger(__name__)
 
@@ -153,9 +153,7 @@ def _errors(out: Dict[str, np.ndarray], ref: Dict[str, np.ndarray]) -> Dict[str,
 
 def _accuracy(cfg, dataset, out: Dict[str, np.ndarray], data: Dict[str, np.ndarray]) -> Dict[str, float]:
     """OKS AP with the validator's protocol (GT boxes) and the mean distance to the labelled ground truth."""
-    evaluator = CocoKeypointEvaluator(
-        dataset.coco, keypoint_set=dataset.keypoint_set, use_gt_bbox=True, in_vis_thre=float(cfg.TEST.IN_VIS_THRE),
-        oks_thre=float(cfg.TEST.OKS_THRE), soft_nms=bool(cfg.TEST.SOFT_NMS))
+    evaluator = build_evaluator(cfg, dataset.coco, dataset.keypoint_set, use_gt_bbox=True)
     evaluator.process(out["image"], out["maxvals"], data["centers"], data["scales"], data["box_scores"],
                       data["image_ids"], data["sample_ids"])
     stats = evaluator.evaluate(output_dir=None, name=str(cfg.DATASET.TEST_SET))

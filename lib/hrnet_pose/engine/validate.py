@@ -71,6 +71,13 @@ def describe_run_protocol(cfg: Any, codec: Any, use_gt_bbox: bool, bbox_file: st
     return line, fields
 
 
+def build_evaluator(cfg: Any, coco: Any, keypoint_set: Any, use_gt_bbox: bool) -> CocoKeypointEvaluator:
+    """The evaluator of the validation protocol: TEST.IN_VIS_THRE, OKS_THRE, SOFT_NMS and COCO_EVAL_BACKEND."""
+    return CocoKeypointEvaluator(
+        coco, keypoint_set=keypoint_set, use_gt_bbox=use_gt_bbox, in_vis_thre=float(cfg.TEST.IN_VIS_THRE),
+        oks_thre=float(cfg.TEST.OKS_THRE), soft_nms=bool(cfg.TEST.SOFT_NMS), backend=str(cfg.TEST.COCO_EVAL_BACKEND))
+
+
 class Validator:
     """Runs one evaluation pass over a loader; `run(model)` -> dict of the 10 COCO stats, loss, acc, protocol."""
 
@@ -84,10 +91,7 @@ class Validator:
         bbox_file = getattr(base, "bbox_file", "") or cfg.TEST.COCO_BBOX_FILE
         self.flip_test = bool(cfg.TEST.FLIP_TEST)
         self.protocol, self.protocol_fields = describe_run_protocol(cfg, codec, self.use_gt_bbox, bbox_file)
-        self.evaluator = CocoKeypointEvaluator(
-            base.coco, keypoint_set=self.keypoint_set, use_gt_bbox=self.use_gt_bbox,
-            in_vis_thre=float(cfg.TEST.IN_VIS_THRE), oks_thre=float(cfg.TEST.OKS_THRE),
-            soft_nms=bool(cfg.TEST.SOFT_NMS), backend=self.protocol_fields["eval_backend"])
+        self.evaluator = build_evaluator(cfg, base.coco, self.keypoint_set, self.use_gt_bbox)
 
     @torch.no_grad()
     def run(self, model: nn.Module, epoch: Optional[int] = None) -> Dict[str, Any]:
