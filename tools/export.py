@@ -16,8 +16,8 @@ import time
 from typing import List, Optional, Sequence
 
 from hrnet_pose.apis import zoo
-from hrnet_pose.apis.export import check_onnx, export_onnx
-from hrnet_pose.apis.onnx_backend import CONFIG_KEY, ZOO_KEY
+from hrnet_pose.deploy.export import check_onnx, export_onnx
+from hrnet_pose.deploy.onnx_backend import CONFIG_KEY, ZOO_KEY
 from hrnet_pose.config import load_config, merge_opts
 from hrnet_pose.errors import UserError, run_cli
 from hrnet_pose.models import build_model, load_weights

@@ -23,7 +23,7 @@ from ..codecs.heatmap import HeatmapCodec, build_codec
 from ..config import CN, load_config
 from ..datasets.coco import read_image
 from ..datasets.transforms import crop_person, normalize_crops
-from ..engine.inference import merge_flip
+from ..codecs.flip import merge_flip
 from ..errors import UserError
 from ..geometry import boxes_to_center_scale
 from ..keypoints import KeypointSet, get_keypoint_set

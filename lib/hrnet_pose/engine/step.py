@@ -31,7 +31,7 @@ import torch.nn as nn
 
 from .distributed import any_true_tensor
 from .optim import ModelEma, is_fused
-from .validate import autocast_context
+from ..models.inference import autocast_context
 
 logger = logging.getLogger(__name__)
 

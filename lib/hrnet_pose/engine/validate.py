@@ -7,7 +7,6 @@ processes report exactly the AP of one. Every AP logged or written names its pro
 decoder and input size, UDP, flip alignment, refinement, forward precision and the COCO evaluation backend.
 """
 
-import contextlib
 import logging
 import os
 import time
@@ -22,22 +21,12 @@ from ..codecs.heatmap import FLIP_ALIGNMENT_TEXT, REFINEMENT_TEXT
 from ..evaluation.coco_keypoints import BACKENDS, CocoKeypointEvaluator, describe_protocol, format_results_table
 from ..evaluation.pck import accuracy
 from ..fileio import write_json_atomic
+from ..models.inference import autocast_context, inference_with_flip
 from .checkpoint import unwrap_model
 from .debug import save_debug_images
 from .distributed import all_gather_object, broadcast_object, is_main_process
-from .inference import inference_with_flip
 
 logger = logging.getLogger(__name__)
-
-
-def autocast_context(device: torch.device, amp: str):
-    """torch.autocast for ENGINE.AMP 'bf16' / 'fp16' on the device's type (CPU autocast included), else a no-op."""
-    if not amp:
-        return contextlib.nullcontext()
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
-    if dtype is None:
-        raise ValueError(f"ENGINE.AMP is {amp!r}; valid: '', 'bf16', 'fp16'")
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def _numpy(x: Any) -> np.ndarray:

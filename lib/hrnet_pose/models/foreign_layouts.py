@@ -28,7 +28,7 @@ from typing import Dict, List, Mapping, Tuple
 import numpy as np
 import torch
 
-from .weights import CheckpointMismatchError
+from ..errors import CheckpointMismatchError
 
 logger = logging.getLogger(__name__)
 

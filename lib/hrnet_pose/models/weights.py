@@ -16,15 +16,12 @@ from typing import Dict, List, Mapping, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from ..errors import UserError
+from ..errors import CheckpointMismatchError
+from .foreign_layouts import load_checkpoint_file, to_official
 
 logger = logging.getLogger(__name__)
 
 StateSource = Union[str, os.PathLike, Mapping[str, torch.Tensor]]
-
-
-class CheckpointMismatchError(UserError, RuntimeError):
-    """A checkpoint does not fit the model; the message lists what is missing, unexpected or mis-shaped."""
 
 
 @dataclass
@@ -49,8 +46,6 @@ def read_state_dict(source: StateSource) -> "OrderedDict[str, torch.Tensor]":
     else:
         if not os.path.isfile(source):
             raise FileNotFoundError(f"checkpoint file not found: {source}")
-        from .foreign_layouts import load_checkpoint_file  # imports this module: late to avoid a cycle
-
         obj = load_checkpoint_file(os.fspath(source))  # weights_only=True; numpy arrays of an MMPose `meta` allowed
     if not _is_state_dict(obj):
         for key in ("model", "state_dict"):
@@ -65,8 +60,6 @@ def read_state_dict(source: StateSource) -> "OrderedDict[str, torch.Tensor]":
             )
     if all(k.startswith("module.") for k in obj):
         obj = OrderedDict((k[len("module."):], v) for k, v in obj.items())
-    from .foreign_layouts import to_official
-
     return to_official(obj, name)  # MMPose 0.x/1.x keys -> official ones; an unknown layout is an error
 
 

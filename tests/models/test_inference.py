@@ -10,13 +10,8 @@ import torch
 from torch import nn
 
 from hrnet_pose.codecs import HeatmapCodec
-from hrnet_pose.engine.inference import (
-    flip_back,
-    inference_with_flip,
-    merge_flip,
-    predict_keypoints,
-    shift_heatmap_right,
-)
+from hrnet_pose.codecs.flip import flip_back, merge_flip, shift_heatmap_right
+from hrnet_pose.models.inference import inference_with_flip, predict_keypoints
 from hrnet_pose.keypoints import COCO17, load_keypoint_set
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures"

@@ -38,7 +38,7 @@ from ..evaluation.coco_keypoints import STATS_NAMES, CocoKeypointEvaluator
 from ..evaluation.oks_nms import oks_nms, rescore
 from ..evaluation.synthetic_eval import make_synthetic_eval
 from ..keypoints import COCO17
-from .cpu_inference import ROUTES, build_routes, route_errors, time_routes
+from .cpu_routes import ROUTES, build_routes, route_errors, time_routes
 
 
 def _coco_from_dict(dataset: Dict):

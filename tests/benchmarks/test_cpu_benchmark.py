@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hrnet_pose.config import load_config
-from hrnet_pose.engine.cpu_benchmark import (bench_data, bench_data_cold, bench_evaluation, bench_inference,
+from hrnet_pose.benchmarks.cpu import (bench_data, bench_data_cold, bench_evaluation, bench_inference,
                                              calibrate_batchnorm, fast_decode_ap, fixture_crops, format_rows)
 from hrnet_pose.errors import UserError
 from hrnet_pose.models import build_model

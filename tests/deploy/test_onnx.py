@@ -13,8 +13,8 @@ from torch import nn
 
 from hrnet_pose.apis import zoo
 from hrnet_pose.apis.estimator import PoseEstimator
-from hrnet_pose.apis.export import OnnxExportError, check_onnx, export_onnx
-from hrnet_pose.apis.onnx_backend import CONFIG_KEY, OnnxRuntimeBackend, config_from_metadata
+from hrnet_pose.deploy.export import OnnxExportError, check_onnx, export_onnx
+from hrnet_pose.deploy.onnx_backend import CONFIG_KEY, OnnxRuntimeBackend, config_from_metadata
 from hrnet_pose.codecs.heatmap import build_codec
 from hrnet_pose.config import load_config
 from hrnet_pose.models import build_model, load_weights
