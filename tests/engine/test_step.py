@@ -89,17 +89,24 @@ def _snapshot(step):
             int(step.ema.updates))
 
 
+@pytest.mark.parametrize("where", ["target", "input"])
 @pytest.mark.parametrize("fused", [True, False], ids=["device-guard", "host-guard"])
-def test_poisoned_batch_is_skipped_and_bn_statistics_restored(setup, fused):
+def test_poisoned_batch_is_skipped_and_bn_statistics_restored(setup, fused, where):
+    """A NaN in the target makes only the loss non-finite; a NaN in the input already makes the forward write NaN
+    into the BN running statistics, which must be restored before the EMA reads them."""
     cfg, state, batches = setup
     step = _make_step(cfg, state, fused=fused, ema=True)
     assert step.device_guard == fused
     step(*batches[0])  # optimizer state exists from here on
     model_before, opt_before, ema_before, updates = _snapshot(step)
     images, target, weight = batches[1]
-    poisoned = target.clone()
-    poisoned[0, 0, 3, 3] = float("nan")
-    out = step(images, poisoned, weight)
+    if where == "target":
+        target = target.clone()
+        target[0, 0, 3, 3] = float("nan")
+    else:
+        images = images.clone()
+        images[0, :, 3, 3] = float("nan")
+    out = step(images, target, weight)
     assert bool(out.skipped) and torch.isnan(out.loss)
     model_after, opt_after, ema_after, updates_after = _snapshot(step)
     assert any("running_mean" in k for k in model_after)
@@ -109,6 +116,7 @@ def test_poisoned_batch_is_skipped_and_bn_statistics_restored(setup, fused):
         assert torch.equal(opt_before[key], opt_after[key]), key
     for key in ema_before:
         assert torch.equal(ema_before[key], ema_after[key]), key
+        assert not ema_after[key].is_floating_point() or bool(torch.isfinite(ema_after[key]).all()), key
     assert updates_after == updates
     assert step.stats() == {"nonfinite_total": 1, "nonfinite_run": 1, "nonfinite_max_run": 1}
     good = step(*batches[1])
@@ -198,7 +206,7 @@ def test_fused_step_on_cuda_skips_a_poisoned_batch(setup):
 
 
 def test_step_benchmark_rows_on_cpu(setup):
-    from hrnet_pose.engine.step_benchmark import benchmark_train_step, format_step_table
+    from hrnet_pose.benchmarks.train_step import benchmark_train_step, format_step_table
 
     cfg, _, _ = setup
     rows = benchmark_train_step(cfg, torch.device("cpu"), batch=2, iters=1, warmup=0)
