@@ -121,7 +121,9 @@ def test_loader_strips_module_prefix_and_unwraps_checkpoints(tiny_cfg_path, tiny
     model = build_model(load_config(tiny_cfg_path)).eval()
     load_weights(model, str(path))
     with torch.no_grad():
-        torch.testing.assert_close(model(tiny_official["input"]), tiny_official["output"], atol=1e-5, rtol=1e-4)
+        # reference made on another CPU: relative to its scale, as test_tiny_official_eval_output (same derivation)
+        torch.testing.assert_close(model(tiny_official["input"]), tiny_official["output"],
+                                   atol=2e-5 * float(tiny_official["output"].abs().max()), rtol=0)
 
 
 def test_loader_rejects_wrong_checkpoints_listing_keys(tiny_cfg_path, tiny_official, tmp_path):
