@@ -11,10 +11,20 @@ from torch import nn
 
 from hrnet_pose.codecs import HeatmapCodec
 from hrnet_pose.codecs.flip import flip_back, merge_flip, shift_heatmap_right
-from hrnet_pose.models.inference import inference_with_flip, predict_keypoints
+from hrnet_pose.models.inference import heatmaps_with_flip, model_runner
 from hrnet_pose.keypoints import COCO17, load_keypoint_set
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def inference_with_flip(model, images, flip_index, flip_test, shift_heatmap):
+    """The validator's route: a PyTorch model through the one flip path."""
+    return heatmaps_with_flip(model_runner(model), images, flip_index, flip_test, shift_heatmap)
+
+
+def predict_keypoints(model, images, centers, scales, codec, flip_index):
+    """Keypoints through the one path that evaluation and the API share: flip-test heatmaps, then the codec."""
+    return codec.decode(inference_with_flip(model, images, flip_index, True, codec.flip_shift), centers, scales)
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +98,7 @@ def test_batched_flip_equals_official_two_forward_average(shift):
     # sqrt(4 * 72) * 2^-24 = 1e-6 of the scale (~0.3), well inside atol 1e-5 (measured: 0)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
     # flip_test=False is the same forward of the same batch: default (float32) tolerance, measured exact
-    torch.testing.assert_close(inference_with_flip(model, images, COCO17.flip_index, flip_test=False), plain)
+    torch.testing.assert_close(inference_with_flip(model, images, COCO17.flip_index, flip_test=False, shift_heatmap=False), plain)
 
 
 def test_flip_test_matches_official_tiny_hrnet():
@@ -255,5 +265,20 @@ def test_predict_keypoints_on_a_self_mirror_image_with_udp_is_mirror_symmetric()
     for a, b in _pairs():
         np.testing.assert_allclose(preds[:, a, 0] + preds[:, b, 0], 47.0, atol=1e-4)
         np.testing.assert_allclose(preds[:, a, 1], preds[:, b, 1], atol=1e-4)
-    with pytest.raises(ValueError, match="UDP"):
-        predict_keypoints(model, images, centers, scales, codec, COCO17.flip_index, shift_heatmap=True)
+    assert codec.flip_shift is False  # UDP's flip is exact: the codec never shifts it, whatever TEST.SHIFT_HEATMAP
+
+
+@pytest.mark.parametrize("flip_test", [True, False])
+def test_numpy_runtime_and_torch_model_take_the_same_flip_path(flip_test):
+    """The API's numpy route (any runtime: onnxruntime, a TorchBackend) and the validator's torch route give the
+    same heatmaps: the same crops, the same mirror, the same merge."""
+    torch.manual_seed(3)
+    model = _TinyNet().eval()
+    images = torch.randn(3, 3, 64, 48)
+    run_torch = model_runner(model)
+    via_torch = heatmaps_with_flip(run_torch, images, COCO17.flip_index, flip_test, True)
+    via_numpy = heatmaps_with_flip(lambda x: run_torch(torch.from_numpy(x)).numpy(), images.numpy(),
+                                   COCO17.flip_index, flip_test, True)
+    assert isinstance(via_numpy, np.ndarray) and via_numpy.dtype == np.float32
+    # the numpy mirror is a copy of the same values as torch's flip(3) and the merge is the same float32 arithmetic
+    np.testing.assert_array_equal(via_numpy, via_torch.numpy())

@@ -24,7 +24,7 @@ import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple, Union
 
-from ..config import CN, get_cfg, merge_opts
+from ..config import CN, load_config, merge_opts
 from ..errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -176,10 +176,7 @@ def get_entry(name: str) -> ZooEntry:
 def entry_config(name_or_entry: Union[str, ZooEntry]) -> CN:
     """The frozen config the entry's checkpoint runs with: defaults + the entry's embedded keys."""
     entry = name_or_entry if isinstance(name_or_entry, ZooEntry) else get_entry(name_or_entry)
-    cfg = get_cfg()
-    merge_opts(cfg, list(entry.opts))
-    cfg.freeze()
-    return cfg
+    return load_config(None, list(entry.opts))
 
 
 def checkpoint_dir() -> str:
@@ -259,8 +256,7 @@ def merge_entry(cfg: CN, name_or_entry: Union[str, ZooEntry]) -> CN:
         merge_opts(out, [key, value])
         if node[leaf] != old:
             logger.warning("%s: %s %s -> %s (the zoo entry's setting)", entry.name, key, old, node[leaf])
-    out.freeze()
-    return out
+    return load_config(out)
 
 
 def apply_zoo_weights(cfg: CN) -> CN:

@@ -31,7 +31,6 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..codecs.flip import merge_flip
 from ..codecs.heatmap import build_codec
 from ..datasets.build import build_dataset
 from ..deploy.export import export_onnx
@@ -39,6 +38,7 @@ from ..deploy.onnx_backend import OnnxRuntimeBackend
 from ..deploy.quantize import CALIBRATION_METHODS, quantize_onnx_static
 from ..engine.validate import build_evaluator
 from ..models import build_model, load_weights
+from ..models.inference import heatmaps_with_flip
 from .cpu_routes import torch_route
 
 logger = logging.getLogger(__name__)
@@ -118,14 +118,8 @@ def _samples(dataset, limit: Optional[int] = None, seed: int = 0) -> Dict[str, n
 
 def _heatmaps(route, crops: np.ndarray, flip_index, flip_test: bool, shift: bool, batch: int = 32) -> np.ndarray:
     """A route's heatmaps on `crops` in batches, flip-averaged as the validator does when `flip_test`."""
-    out = []
-    for i in range(0, len(crops), batch):
-        x = crops[i:i + batch]
-        if flip_test:
-            both = route(np.ascontiguousarray(np.concatenate([x, x[..., ::-1]])))
-            out.append(merge_flip(both[:len(x)], both[len(x):], flip_index, shift))
-        else:
-            out.append(route(x))
+    out = [heatmaps_with_flip(route, crops[i:i + batch], flip_index, flip_test, shift)
+           for i in range(0, len(crops), batch)]
     return np.concatenate(out).astype(np.float32)
 
 

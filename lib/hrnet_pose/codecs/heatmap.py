@@ -35,6 +35,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 from .. import geometry
+from ..config.defaults import default
 from .dark import dark_refine, dark_udp_refine
 
 logger = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ class HeatmapCodec:
 
     `post_process` (the quarter offset) applies to the default decoder without UDP only; DARK replaces it and UDP
     never adds it. `shift_heatmap` is the configured TEST.SHIFT_HEATMAP; `flip_shift` is what the flip test applies.
+    Defaults are the config's (`get_cfg()`), so `build_codec(get_cfg())` and a codec built with the same sizes agree.
     """
 
     def __init__(
@@ -122,14 +124,14 @@ class HeatmapCodec:
         image_size: Sequence[int],
         heatmap_size: Sequence[int],
         sigma: float,
-        use_udp: bool = False,
-        decoder: str = "default",
-        post_process: bool = True,
-        dark_blur_kernel: int = 11,
+        use_udp: bool = default("CODEC.UDP"),
+        decoder: str = default("CODEC.DECODER"),
+        post_process: bool = default("TEST.POST_PROCESS"),
+        dark_blur_kernel: int = default("CODEC.DARK_BLUR_KERNEL"),
         joints_weight: Optional[np.ndarray] = None,
-        use_different_joints_weight: bool = False,
-        shift_heatmap: bool = True,
-        unbiased_encoding: bool = False,
+        use_different_joints_weight: bool = default("LOSS.USE_DIFFERENT_JOINTS_WEIGHT"),
+        shift_heatmap: bool = default("TEST.SHIFT_HEATMAP"),
+        unbiased_encoding: bool = default("CODEC.UNBIASED_ENCODING"),
     ) -> None:
         if len(image_size) != 2 or len(heatmap_size) != 2:
             raise ValueError(f"image_size and heatmap_size must be (w, h), got {image_size} and {heatmap_size}")

@@ -3,14 +3,14 @@
 import argparse
 import difflib
 import os
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Optional, Sequence, Union
 
 from yacs.config import CfgNode as CN
 
 from ..errors import UserError
-from .defaults import get_cfg
+from .defaults import default, get_cfg
 
-__all__ = ["CN", "ConfigError", "get_cfg", "check_config", "load_config", "merge_opts", "update_config",
+__all__ = ["CN", "ConfigError", "default", "get_cfg", "check_config", "load_config", "merge_opts", "update_config",
            "add_official_args"]
 
 FUSE_METHODS = ("SUM",)  # the only fusion HRNet builds (the official code reads FUSE_METHOD and always sums)
@@ -81,13 +81,41 @@ def check_config(cfg: CN) -> None:
                           "file_name in the annotations)")
 
 
-def load_config(path: Optional[str] = None, opts: Optional[Iterable[str]] = None, freeze: bool = True) -> CN:
-    """Defaults, then `path`, then `opts`, then `check_config`; no DATA_DIR prefixing (see `update_config` for the
-    official CLI flow)."""
+def _join_data_dir(cfg: CN) -> None:
+    """Official semantics: DATA_DIR is a prefix joined onto DATASET.ROOT, MODEL.PRETRAINED and TEST.MODEL_FILE."""
+    cfg.DATASET.ROOT = os.path.join(cfg.DATA_DIR, cfg.DATASET.ROOT)
+    cfg.MODEL.PRETRAINED = os.path.join(cfg.DATA_DIR, cfg.MODEL.PRETRAINED) if cfg.MODEL.PRETRAINED else ""
+    if cfg.TEST.MODEL_FILE:
+        cfg.TEST.MODEL_FILE = os.path.join(cfg.DATA_DIR, cfg.TEST.MODEL_FILE)
+
+
+def load_config(source: Union[str, os.PathLike, CN, None] = None, opts: Optional[Iterable[str]] = None,
+                freeze: bool = True, *, data_dir: str = "", output_dir: str = "", log_dir: str = "") -> CN:
+    """The one way to build a config: defaults, then `source`, then `opts` (trailing `KEY VALUE` pairs), then the
+    `output_dir` / `log_dir` / `data_dir` overrides (the official --modelDir/--logDir/--dataDir), then DATA_DIR joined
+    onto DATASET.ROOT, MODEL.PRETRAINED and TEST.MODEL_FILE, then `check_config`; frozen unless `freeze` is False.
+
+    `source` is a yaml path, or a CfgNode that is already a resolved config (one made by this function, a zoo entry's,
+    the one stored in an exported .onnx file): its DATA_DIR was joined already and is not joined again.
+    """
     cfg = get_cfg()
-    if path:
-        merge_file(cfg, path)
+    resolved = isinstance(source, CN)
+    if resolved:
+        try:
+            cfg.merge_from_other_cfg(source)
+        except (KeyError, ValueError, AssertionError) as err:
+            raise _explain(cfg, err, "the given config") from err
+    elif source:
+        merge_file(cfg, os.fspath(source))
     merge_opts(cfg, list(opts or []))
+    if output_dir:
+        cfg.OUTPUT_DIR = output_dir
+    if log_dir:
+        cfg.LOG_DIR = log_dir
+    if data_dir:
+        cfg.DATA_DIR = data_dir
+    if not resolved or data_dir:
+        _join_data_dir(cfg)
     check_config(cfg)
     if freeze:
         cfg.freeze()
@@ -95,22 +123,11 @@ def load_config(path: Optional[str] = None, opts: Optional[Iterable[str]] = None
 
 
 def update_config(cfg: CN, args: argparse.Namespace) -> CN:
-    """Official `update_config`: merge `--cfg` and trailing opts, `check_config`, apply `--modelDir/--logDir/--dataDir`,
-    then join DATA_DIR onto DATASET.ROOT, MODEL.PRETRAINED and TEST.MODEL_FILE, and freeze."""
+    """Official `update_config(cfg, args)`: `cfg` becomes `load_config(--cfg, opts, --dataDir/--modelDir/--logDir)`."""
+    loaded = load_config(args.cfg, getattr(args, "opts", None), data_dir=getattr(args, "dataDir", ""),
+                         output_dir=getattr(args, "modelDir", ""), log_dir=getattr(args, "logDir", ""))
     cfg.defrost()
-    merge_file(cfg, args.cfg)
-    merge_opts(cfg, getattr(args, "opts", None))
-    check_config(cfg)
-    if getattr(args, "modelDir", ""):
-        cfg.OUTPUT_DIR = args.modelDir
-    if getattr(args, "logDir", ""):
-        cfg.LOG_DIR = args.logDir
-    if getattr(args, "dataDir", ""):
-        cfg.DATA_DIR = args.dataDir
-    cfg.DATASET.ROOT = os.path.join(cfg.DATA_DIR, cfg.DATASET.ROOT)
-    cfg.MODEL.PRETRAINED = os.path.join(cfg.DATA_DIR, cfg.MODEL.PRETRAINED) if cfg.MODEL.PRETRAINED else ""
-    if cfg.TEST.MODEL_FILE:
-        cfg.TEST.MODEL_FILE = os.path.join(cfg.DATA_DIR, cfg.TEST.MODEL_FILE)
+    cfg.merge_from_other_cfg(loaded)
     cfg.freeze()
     return cfg
 

@@ -186,3 +186,17 @@ _C.SYNTHETIC.DETECTIONS = True  # also write person_detection_results/synthetic_
 def get_cfg() -> CN:
     """A fresh, mutable copy of the defaults."""
     return _C.clone()
+
+
+def default(key: str):
+    """The default of one dotted key (`default("TEST.OKS_THRE")` -> 0.5): the one place constructors take the
+    defaults of knobs that change a reported number from, so a class built without a config and the same class built
+    from `get_cfg()` follow the same protocol."""
+    node = _C
+    for part in key.split("."):
+        if not isinstance(node, CN) or part not in node:
+            raise KeyError(f"no config key {key!r}")
+        node = node[part]
+    if isinstance(node, CN):
+        raise KeyError(f"{key!r} is a config node, not a value")
+    return node

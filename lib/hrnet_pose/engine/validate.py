@@ -21,7 +21,7 @@ from ..codecs.heatmap import FLIP_ALIGNMENT_TEXT, REFINEMENT_TEXT
 from ..evaluation.coco_keypoints import BACKENDS, CocoKeypointEvaluator, describe_protocol, format_results_table
 from ..evaluation.pck import accuracy
 from ..fileio import write_json_atomic
-from ..models.inference import autocast_context, inference_with_flip
+from ..models.inference import autocast_context, heatmaps_with_flip, model_runner
 from .checkpoint import unwrap_model
 from .debug import save_debug_images
 from .distributed import all_gather_object, broadcast_object, is_main_process
@@ -91,6 +91,7 @@ class Validator:
         self.evaluator.reset()
         mem = torch.channels_last if cfg.ENGINE.CHANNELS_LAST else torch.contiguous_format
         flip_index = self.keypoint_set.flip_index
+        run = model_runner(net)
         loss_sum, acc_sum, count, t0 = 0.0, 0.0, 0, time.time()
         bar = tqdm(self.loader, desc="val" if epoch is None else f"val {epoch}", leave=False, dynamic_ncols=True,
                    disable=not (is_main_process() and cfg.ENGINE.PROGRESS_BAR))
@@ -100,7 +101,7 @@ class Validator:
             images, target, weight, meta = batch
             images = images.to(self.device, non_blocking=True, memory_format=mem)
             with autocast_context(self.device, cfg.ENGINE.AMP):
-                heatmaps = inference_with_flip(net, images, flip_index, self.flip_test, self.codec.flip_shift)
+                heatmaps = heatmaps_with_flip(run, images, flip_index, self.flip_test, self.codec.flip_shift)
             heatmaps = heatmaps.float()  # decoded in float32 whatever precision the forward ran in
             n = images.shape[0]
             if self.loss_fn is not None:

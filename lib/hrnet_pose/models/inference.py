@@ -1,21 +1,23 @@
-"""The model-to-heatmaps forward that training-time evaluation, the inference API and export share.
+"""The one model-to-heatmaps path that training-time evaluation, the inference API, export and the benchmarks share.
 
 `forward_heatmaps` takes the model's last output (some models return one per stage, and the official code takes the
-last); `inference_with_flip` adds the official flip test (`codecs.flip.merge_flip`); `autocast_context` is the one
-place that maps ENGINE.AMP to torch.autocast.
+last); `heatmaps_with_flip` runs any network callable (a PyTorch model, an onnxruntime session) on the crops and, with
+the flip test, on their mirror images in the same batch, and averages them as the official `validate()` does
+(`codecs.flip.merge_flip`); keypoints then come from `codec.decode(heatmaps, centers, scales)`. `autocast_context` is
+the one place that maps ENGINE.AMP to torch.autocast.
 
-Shapes: images [N,3,H,W] float -> heatmaps [N,K,h,w] float32; `predict_keypoints` -> preds [N,K,2] (image pixels,
-float32) and maxvals [N,K,1].
+Shapes: images [N,3,H,W] float (torch or numpy) -> heatmaps [N,K,h,w] float32 of the same kind.
 """
 
 import contextlib
-from typing import Optional, Tuple
+from typing import Callable, TypeVar, Union
 
 import numpy as np
 import torch
 
 from ..codecs.flip import FlipSpec, merge_flip
-from ..codecs.heatmap import HeatmapCodec
+
+Batch = TypeVar("Batch", np.ndarray, torch.Tensor)
 
 
 def autocast_context(device: torch.device, amp: str):
@@ -35,47 +37,32 @@ def forward_heatmaps(model: torch.nn.Module, images: torch.Tensor) -> torch.Tens
     return out[-1] if isinstance(out, (list, tuple)) else out
 
 
-@torch.no_grad()
-def inference_with_flip(
-    model: torch.nn.Module,
-    images: torch.Tensor,
-    flip_index: FlipSpec,
-    flip_test: bool = True,
-    shift_heatmap: bool = True,
-) -> torch.Tensor:
-    """Heatmaps [N,K,h,w] float32 for images [N,3,H,W], averaged with the flipped-back mirror when `flip_test`.
+def heatmaps_with_flip(run: Callable[[Batch], Batch], images: Batch, flip_index: FlipSpec, flip_test: bool,
+                       shift: bool) -> Batch:
+    """Heatmaps [N,K,h,w] float32 of `run(images)`, averaged with the flipped-back heatmaps of the mirrored crops
+    when `flip_test`.
 
-    Pass `shift_heatmap=codec.flip_shift` (never the raw TEST.SHIFT_HEATMAP: UDP is not shifted). The plain and
-    mirrored crops go through the model in one batch. That is the official two-forward average because an eval-mode
-    model treats each sample on its own (BatchNorm uses running statistics).
+    `run` maps crops [N,3,H,W] to heatmaps [N,K,h,w] (torch or numpy, as `images`). Pass `shift=codec.flip_shift`
+    (never the raw TEST.SHIFT_HEATMAP: UDP is not shifted). The plain and mirrored crops go through `run` in one batch:
+    that is the official two-forward average because an eval-mode model treats each sample on its own (BatchNorm uses
+    running statistics).
     """
     if images.ndim != 4:
         raise ValueError(f"images must be [N, 3, H, W], got shape {tuple(images.shape)}")
     if not flip_test:
-        return forward_heatmaps(model, images).float()
+        out = run(images)
+        return out.float() if isinstance(out, torch.Tensor) else np.asarray(out, dtype=np.float32)
     n = images.shape[0]
-    both = forward_heatmaps(model, torch.cat([images, images.flip(3)], dim=0))
-    return merge_flip(both[:n], both[n:], flip_index, shift_heatmap)
+    if isinstance(images, torch.Tensor):
+        both = run(torch.cat([images, images.flip(3)], dim=0))
+    else:
+        both = run(np.ascontiguousarray(np.concatenate([images, images[..., ::-1]])))
+    return merge_flip(both[:n], both[n:], flip_index, shift)
 
 
-def predict_keypoints(
-    model: torch.nn.Module,
-    images: torch.Tensor,
-    centers: np.ndarray,
-    scales: np.ndarray,
-    codec: HeatmapCodec,
-    flip_index: FlipSpec,
-    flip_test: bool = True,
-    shift_heatmap: Optional[bool] = None,
-) -> Tuple[np.ndarray, np.ndarray]:
-    """Person crops [N,3,H,W] + their boxes (center [N,2], scale [N,2]) -> (preds [N,K,2], maxvals [N,K,1]).
-
-    The flip alignment is the codec's (`codec.flip_shift`); `shift_heatmap` overrides it for non-UDP codecs only.
-    """
-    if shift_heatmap is None:
-        shift_heatmap = codec.flip_shift
-    elif shift_heatmap and codec.use_udp:
-        raise ValueError("shift_heatmap=True with a UDP codec: the UDP flip is exact and a shift would misalign it "
-                         "by one heatmap column; leave shift_heatmap=None (the codec decides)")
-    heatmaps = inference_with_flip(model, images, flip_index, flip_test, shift_heatmap)
-    return codec.decode(heatmaps, centers, scales)
+def model_runner(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """`run` for `heatmaps_with_flip` from a PyTorch model (its last output, no autograd)."""
+    def run(images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return forward_heatmaps(model, images)
+    return run
