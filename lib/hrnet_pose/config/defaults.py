@@ -3,8 +3,8 @@
 Official yamls (`experiments/coco/hrnet/*.yaml`) merge unchanged. Unlike the official code, `MODEL.EXTRA` is declared in
 full and is strict, so a misspelt architecture key is an error instead of being silently ignored. Keys that the official
 code does not have live only under clearly named new nodes (MODEL.EXTRA.ATTENTION, MODEL.EXTRA.LITE_HRNET, CODEC, AUG,
-COMPAT, ENGINE, SYNTHETIC) plus DATASET.KEYPOINT_SET, DATASET.SKIP_BAD_IMAGES, DATASET.FAST_DECODE, DATASET.IMAGE_CACHE_DIR,
-TEST.INTERVAL and TEST.COCO_EVAL_BACKEND.
+COMPAT, ENGINE, SYNTHETIC) plus DATASET.KEYPOINT_SET, DATASET.SKIP_BAD_IMAGES, DATASET.FAST_DECODE,
+DATASET.IMAGE_CACHE_DIR, TEST.INTERVAL and TEST.COCO_EVAL_BACKEND.
 """
 
 from yacs.config import CfgNode as CN
@@ -149,6 +149,8 @@ _C.DEBUG.SAVE_HEATMAPS_PRED = False  # predicted heatmaps over the images
 _C.CODEC = CN()
 _C.CODEC.UDP = False  # unbiased data processing (Huang et al. 2020): changes encoding, warp and decoding together
 _C.CODEC.DECODER = "default"  # 'default' (argmax + quarter offset when TEST.POST_PROCESS) or 'dark' (Zhang et al. 2020)
+# CODEC.DECODER may also be 'dark_udp_mmpose' with CODEC.UDP: MMPose 1.x's DARK-UDP step (zero-border blur rescaled to
+# each map's maximum) instead of the UDP authors' one that 'dark' gives under UDP (mirrored border, no rescaling)
 _C.CODEC.DARK_BLUR_KERNEL = 11  # gaussian blur kernel of the DARK decoder (odd)
 _C.CODEC.UNBIASED_ENCODING = False  # DARK targets: gaussian centred on the sub-pixel joint (not with UDP)
 
