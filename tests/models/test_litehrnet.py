@@ -73,16 +73,25 @@ def test_outputs_equal_mmpose_in_eval_and_train_mode(variant, module_type, mmpos
     model.eval()
     with torch.no_grad():
         out = model(x)
-    # same operations in the same order on the same CPU kernels: equal up to float32 rounding of the pooling
-    # (avg_pool2d with a fixed kernel instead of adaptive_avg_pool2d sums in its own order), far below 1e-5
-    torch.testing.assert_close(out, ref["output_eval"], atol=1e-5, rtol=1e-5)
+    # Written on this kind of machine the outputs are bit-identical; on another CPU (AVX2 / AVX-512, oneDNN's
+    # algorithm) every conv sums in another order. ~70 convs of up to ~120 terms: a random walk of rounding of about
+    # sqrt(70 * 120) * 2^-24 = 5e-6 of the values' scale, bounded by 2e-5 of it. A wrong fusion term moves
+    # outputs by O(scale).
+    _close_to_scale(out, ref["output_eval"], 2e-5)
     model.train()
     with torch.no_grad():
         out = model(x)
-    torch.testing.assert_close(out, ref["output_train"], atol=1e-5, rtol=1e-5)
+    # train-mode BN divides by the batch's own standard deviation (small for some channels of a batch of 2), which
+    # amplifies that rounding layer by layer: 1e-4 of the scale, as for HRNet's train-mode reference
+    _close_to_scale(out, ref["output_train"], 1e-4)
     state = model.state_dict()
     for key, value in ref["buffers_after_train_forward"].items():
-        torch.testing.assert_close(state[_strip(key)], value, atol=1e-6, rtol=1e-5, msg=key)
+        _close_to_scale(state[_strip(key)], value, 1e-4, msg=key)
+
+
+def _close_to_scale(out: torch.Tensor, ref: torch.Tensor, scale_tol: float, msg: str = "") -> None:
+    """Equal up to `scale_tol` x the reference's largest magnitude (rounding is relative to the summed values)."""
+    torch.testing.assert_close(out, ref, atol=scale_tol * float(ref.abs().max()), rtol=0, msg=msg or None)
 
 
 def test_fusion_reproduces_mmpose_quirk_from_its_definition():
