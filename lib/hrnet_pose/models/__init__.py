@@ -8,5 +8,6 @@ from .weights import CheckpointMismatchError, LoadReport, load_pretrained, load_
 
 __all__ = [
     "AttentionSpec", "CheckpointMismatchError", "HighResolutionModule", "LiteHRNet", "LoadReport",
-    "PoseHighResolutionNet", "attention_spec_from_cfg", "build_model", "load_pretrained", "load_weights", "read_state_dict",
+    "PoseHighResolutionNet", "attention_spec_from_cfg", "build_model", "load_pretrained", "load_weights",
+    "read_state_dict",
 ]
