@@ -53,6 +53,9 @@ class LiteHRModule(nn.Module):
         self.in_channels = [int(c) for c in in_channels]
         self.num_branches = int(num_branches)
         self.module_type = module_type.upper()
+        if self.module_type not in MODULE_TYPES:
+            raise ValueError(f"Lite-HRNet module type {module_type!r} (MODEL.EXTRA.LITE_HRNET.STAGES.MODULE_TYPE); "
+                             f"valid: {list(MODULE_TYPES)}")
         self.with_fuse = bool(with_fuse)
         if self.module_type == "LITE":
             self.layers = nn.Sequential(
