@@ -1,18 +1,24 @@
-"""Model zoo: names for the released HRNet top-down COCO checkpoints, each with the config it must run with.
+"""Model zoo: names for the released HRNet and Lite-HRNet top-down COCO checkpoints, each with the config it must run
+with.
 
 `PoseEstimator.from_pretrained(name)`, `tools/demo.py --weights NAME`, `tools/export.py --weights NAME` and
 `tools/test.py ... TEST.MODEL_FILE NAME` take these names. An entry carries everything needed to run its checkpoint:
 architecture (width, input size, heatmap sigma) and test settings (flip test, flip alignment, decoder, UDP), embedded
 here so that the zoo works from a pip install without the repository's experiments/ folder.
 
-Sources (W32/W48 x 256x192/384x288; reported AP on COCO val2017 with the detector boxes of AP_H 56.4, flip test):
+Sources (HRNet W32/W48 and Lite-HRNet 18/30 x 256x192/384x288; reported AP on COCO val2017 with the detector boxes
+of AP_H 56.4, flip test):
 - MMPose (open-mmlab/mmpose, 1.x model zoo pages configs/body_2d_keypoint/topdown_heatmap/coco/hrnet{,_dark,_udp}
   _coco.md): plain (`MSRAHeatmap`, shift_heatmap=True), DARK (Zhang et al., CVPR 2020; `MSRAHeatmap(unbiased=True)`,
   blur kernel 11, shift_heatmap=True) and UDP (Huang et al., CVPR 2020; `UDPHeatmap`, whose decoder refines the
-  argmax DARK-style with blur kernel 11; shift_heatmap=False). Direct URLs; the 8 hex digits after the last '-' of
-  each file name are the start of its SHA-256 (MMPose's publish_model), checked after download as torch.hub does.
+  argmax DARK-style with blur kernel 11, in MMPose 1.x's form: CODEC.DECODER dark_udp_mmpose; shift_heatmap=False).
+  Direct URLs; the 8 hex digits after the last '-' of each file name are the start of its SHA-256 (MMPose's
+  publish_model), checked after download as torch.hub does.
   The plain and UDP files are MMPose 1.x checkpoints, the DARK files MMPose 0.x ones; both layouts load
   (`models.foreign_layouts`).
+- MMPose's Lite-HRNet-18/30 (Yu et al., CVPR 2021; 1.x model zoo page configs/body_2d_keypoint/topdown_heatmap/
+  coco/litehrnet_coco.md, MMPose 0.x files under download.openmmlab.com/mmpose/top_down/litehrnet/): `MSRAHeatmap`,
+  shift_heatmap=True, the plain decoder (argmax + quarter offset), as the HRNet plain entries.
 - The official release (Sun et al., CVPR 2019; leoxiaobin/deep-high-resolution-net.pytorch README): files behind
   Google Drive / OneDrive folders that cannot be downloaded by a script; the entry names the file and where to get it.
 
@@ -76,11 +82,11 @@ class ZooEntry:
 
     @property
     def decoder(self) -> str:
-        """'default', 'dark' or 'udp+dark' as the README table says it."""
-        dark = self.opt("CODEC.DECODER") == "dark"
+        """'default', 'dark', 'udp+dark' or 'udp+dark (MMPose 1.x)' as the README table says it."""
+        decoder = self.opt("CODEC.DECODER")
         if self.opt("CODEC.UDP") == "True":
-            return "udp+dark" if dark else "udp"
-        return "dark" if dark else "default"
+            return {"dark": "udp+dark", "dark_udp_mmpose": "udp+dark (MMPose 1.x)"}.get(decoder, "udp")
+        return "dark" if decoder == "dark" else "default"
 
 
 _WIDTHS = {
@@ -97,7 +103,7 @@ _VARIANT_OPTS = {
               "TEST.SHIFT_HEATMAP", "True"),
     "dark": ("CODEC.UDP", "False", "CODEC.DECODER", "dark", "CODEC.DARK_BLUR_KERNEL", "11",
              "CODEC.UNBIASED_ENCODING", "True", "TEST.POST_PROCESS", "True", "TEST.SHIFT_HEATMAP", "True"),
-    "udp": ("CODEC.UDP", "True", "CODEC.DECODER", "dark", "CODEC.DARK_BLUR_KERNEL", "11",
+    "udp": ("CODEC.UDP", "True", "CODEC.DECODER", "dark_udp_mmpose", "CODEC.DARK_BLUR_KERNEL", "11",
             "TEST.POST_PROCESS", "False", "TEST.SHIFT_HEATMAP", "False"),
 }
 
@@ -130,6 +136,22 @@ def _official(width: int, size: str, ap: float) -> ZooEntry:
         ap_source=OFFICIAL_AP_SOURCE)
 
 
+_MMPOSE_LITEHRNET = "https://download.openmmlab.com/mmpose/top_down/litehrnet/"
+
+
+def _litehrnet(depth: int, size: str, filename: str, ap: float) -> ZooEntry:
+    """MMPose 0.x Lite-HRNet file; AP from the MMPose 1.x page (0.x's page gives 64.3 / 67.7 / 67.5 / 70.0)."""
+    image, heatmap, sigma = _SIZES[size]
+    modules = {18: "[2, 4, 2]", 30: "[3, 8, 3]"}[depth]
+    opts = ("MODEL.NAME", "lite_hrnet", "MODEL.NUM_JOINTS", "17", "MODEL.IMAGE_SIZE", image, "MODEL.HEATMAP_SIZE",
+            heatmap, "MODEL.SIGMA", sigma, "MODEL.EXTRA.LITE_HRNET.STAGES.NUM_MODULES", modules,
+            "DATASET.COLOR_RGB", "True", "TEST.FLIP_TEST", "True") + _VARIANT_OPTS["plain"]
+    return ZooEntry(
+        name=f"litehrnet_{depth}_{size}", arch_cfg=f"coco/litehrnet/litehrnet_{depth}_{size}.yaml", opts=opts,
+        url=_MMPOSE_LITEHRNET + filename, hash_prefix=filename.rsplit("-", 1)[1].split("_")[0], filename=filename,
+        source="MMPose 0.x model zoo", reported_ap=ap, ap_source=_MMPOSE_PAGE + "litehrnet_coco.md")
+
+
 _DARK_384_NOTE = ("MMPose 0.x tested it with blur kernel 17 (modulate_kernel), MMPose 1.x with the default 11 (the "
                   "same reported AP); the entry uses 11")
 
@@ -156,6 +178,10 @@ _ENTRIES: List[ZooEntry] = [
     _official(32, "384x288", 75.8),
     _official(48, "256x192", 75.1),
     _official(48, "384x288", 76.3),
+    _litehrnet(18, "256x192", "litehrnet18_coco_256x192-6bace359_20211230.pth", 64.2),
+    _litehrnet(18, "384x288", "litehrnet18_coco_384x288-8d4dac48_20211230.pth", 67.6),
+    _litehrnet(30, "256x192", "litehrnet30_coco_256x192-4176555b_20210626.pth", 67.6),
+    _litehrnet(30, "384x288", "litehrnet30_coco_384x288-a3aef5c4_20210626.pth", 70.0),
 ]
 
 ZOO: Dict[str, ZooEntry] = {e.name: e for e in _ENTRIES}

@@ -1,6 +1,6 @@
 """One strict loader for every checkpoint: official releases, ours, DataParallel/DDP (`module.`-prefixed) files,
 training checkpoints (`{'state_dict': ...}` / `{'model': ...}`), ImageNet-pretrained backbones, and MMPose 0.x/1.x
-top-down HRNet files (keys renamed to the official ones by `foreign_layouts`; an unknown layout is an error).
+top-down HRNet and Lite-HRNet files (keys renamed to the official ones by `foreign_layouts`; an unknown layout is an error).
 
 Unlike the official `load_state_dict(..., strict=False)`, a wrong checkpoint is an error that lists the missing and
 unexpected keys. When attention or gating blocks are on, only their keys may be missing (they are reported), and the
@@ -172,8 +172,8 @@ def _mismatch_error(name: str, missing: List[str], unexpected: List[str], shapes
 
     counts = [summary("missing key", missing), summary("unexpected key", unexpected),
               summary("shape mismatch", shapes)]
-    hint = ("check MODEL.EXTRA (widths, blocks, FINAL_CONV_KERNEL), MODEL.NUM_JOINTS and MODEL.EXTRA.ATTENTION "
-            "against the config the checkpoint was trained with")
+    hint = ("check MODEL.EXTRA (widths, blocks, FINAL_CONV_KERNEL; MODEL.EXTRA.LITE_HRNET for Lite-HRNet), "
+            "MODEL.NUM_JOINTS and MODEL.EXTRA.ATTENTION against the config the checkpoint was trained with")
     return CheckpointMismatchError(
         f"checkpoint {name} does not match the model: " + "; ".join(c for c in counts if c)
         + part("missing keys", missing) + part("unexpected keys", unexpected) + part("shape mismatches", shapes)
