@@ -22,6 +22,13 @@ boxes, one row per quantisation setting; hrnet_pose.benchmarks.int8):
     python tools/benchmark.py --cfg experiments/synthetic/quickstart.yaml --mode int8 \
         --weights tests/fixtures/synthetic_quickstart_hrnet.pth --threads 1 [--calibration 32] [--json int8.json]
 
+Model families side by side in one run (params, GFLOPs, batch latency in PyTorch and onnxruntime; --compare adds
+configs beside --cfg; hrnet_pose.benchmarks.models):
+
+    python tools/benchmark.py --cfg experiments/coco/litehrnet/litehrnet_18_256x192.yaml --mode models \
+        --compare experiments/coco/litehrnet/litehrnet_30_256x192.yaml experiments/coco/hrnet/w32_256x192_adam_lr1e-3.yaml \
+        --batch 1 6 --threads 2 [--json models.json]
+
 Speed is measured here, never asserted in tests. On a shared CPU, timings vary by about +-10% between runs.
 """
 
@@ -44,7 +51,7 @@ from hrnet_pose.models import build_model
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cfg", required=True)
-    parser.add_argument("--mode", choices=["train", "infer", "data", "all", "step", "cpu", "demo", "int8"],
+    parser.add_argument("--mode", choices=["train", "infer", "data", "all", "step", "cpu", "demo", "int8", "models"],
                         default="all",
                         help="step: the training step, plain (fp32 NCHW eager) vs fast (bf16 channels_last fused, "
                              "compiled/graphed on CUDA), side by side")
@@ -75,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
                                                                    "activation ranges")
     parser.add_argument("--val-images", type=int, default=0, help="int8 mode, synthetic data: val images to generate "
                                                                   "(default: SYNTHETIC.NUM_VAL_IMAGES)")
+    parser.add_argument("--compare", nargs="+", default=[], help="models mode: more configs measured beside --cfg")
     parser.add_argument("opts", nargs=argparse.REMAINDER)
     return parser
 
@@ -88,6 +96,8 @@ def main(argv=None) -> int:
         return _cpu_side_by_side(cfg, args)
     if args.mode == "int8":
         return _int8_validation(cfg, args)
+    if args.mode == "models":
+        return _models_side_by_side(cfg, args)
     return _model_and_loader(cfg, args)
 
 
@@ -166,6 +176,24 @@ def _compare_backends(cfg, args, device: torch.device, input_hw, batches) -> lis
             for name in args.backend:
                 rows.append(benchmark_backend(backends[name], input_hw, batch, iters=args.iters))
     return rows
+
+
+def _models_side_by_side(cfg, args) -> int:
+    """--mode models: --cfg and every --compare config, PyTorch and onnxruntime, in one run."""
+    import platform
+
+    from hrnet_pose.benchmarks.models import compare_models, format_models_table
+
+    named = [(os.path.splitext(os.path.basename(args.cfg))[0], cfg)]
+    named += [(os.path.splitext(os.path.basename(path))[0], load_config(path, args.opts)) for path in args.compare]
+    batches = [b or 1 for b in args.batch] if args.batch != [0] else [1, 6]
+    rows = compare_models(named, batches, threads=args.threads, iters=args.iters)
+    print(f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {rows[0]['threads']} threads, "
+          f"torch {torch.__version__}; random weights, median of {args.iters} calls")
+    print(format_models_table(rows))
+    if args.json:
+        write_json_atomic({"rows": rows}, args.json, indent=2)
+    return 0
 
 
 def _cpu_side_by_side(cfg, args) -> int:
