@@ -3,11 +3,13 @@
 import sys
 
 import pytest
+import torch
 
 from hrnet_pose.config import ConfigError, load_config
 from hrnet_pose.datasets import ImageReadError
 from hrnet_pose.errors import DEBUG_ENV, UserError, format_user_error, is_user_error, run_cli
-from hrnet_pose.models import CheckpointMismatchError
+from hrnet_pose.models import CheckpointMismatchError, build_model
+from hrnet_pose.models.inference import autocast_context
 
 
 def _raiser(err):
@@ -37,12 +39,19 @@ def test_our_error_types_are_user_errors_and_keep_their_old_bases():
 def test_is_user_error_sorts_user_input_from_bugs():
     with pytest.raises(ConfigError) as misspelt:
         load_config(None, ["TEST.FLIP_TST", "True"])
+    with pytest.raises(ConfigError) as wrong_type:  # yacs' own merge error, raised through load_config
+        load_config(None, ["TEST.FLIP_TEST", "[1, 2]"])
+    with pytest.raises(ConfigError) as amp:  # the code that checks a config value raises the user error type
+        autocast_context(torch.device("cpu"), "fp8")
+    with pytest.raises(ConfigError) as joints:
+        build_model(load_config(None, ["MODEL.NUM_JOINTS", "5"]))
     user = [misspelt.value, FileNotFoundError("annotation file not found: a.json"), PermissionError("out/"),
-            KeyError("Non-existent config key: TEST.FOO"), ValueError("ENGINE.AMP is 'fp8'; valid: '', 'bf16'"),
-            ValueError("MODEL.NUM_JOINTS=5 but the keypoint set 'coco' has 17 keypoints"),
-            CheckpointMismatchError("x"), ImageReadError("image a.jpg does not exist")]
+            wrong_type.value, amp.value, joints.value, CheckpointMismatchError("x"),
+            ImageReadError("image a.jpg does not exist")]
+    # the type decides, not the words: a bare ValueError is a bug even when its message names a config key
     bugs = [ValueError("operands could not be broadcast together with shapes (3,) (4,)"), KeyError("joints"),
-            RuntimeError("CUDA out of memory"), IndexError("list index out of range"), TypeError("bad operand")]
+            RuntimeError("CUDA out of memory"), IndexError("list index out of range"), TypeError("bad operand"),
+            ValueError("ENGINE.AMP is 'fp8'; valid: '', 'bf16'"), KeyError("Non-existent config key: TEST.FOO")]
     assert [is_user_error(e) for e in user] == [True] * len(user)
     assert [is_user_error(e) for e in bugs] == [False] * len(bugs)
 

@@ -1,8 +1,9 @@
 """Errors caused by what a user gave us (a config key, a file, a checkpoint, a data layout) and the command-line
 wrapper that turns them into one readable message instead of a traceback.
 
-`UserError` is the base of our own such errors. `is_user_error` also recognises the standard exceptions that mean
-the same thing (a missing file, a yacs config key error, a ValueError that names a config key). `run_cli(main)` runs a
+`UserError` is the base of our own such errors: code raises a subclass (`ConfigError` for a config key's value) where
+the user is at fault. `is_user_error` decides by type alone: a UserError, or a standard file error (a missing file,
+a forbidden folder). `run_cli(main)` runs a
 tool's `main(argv)`: on a user error it prints `error: <first line>` and at most one `hint:` line to stderr and returns
 exit status 2; `--debug` on the command line or `HRNET_POSE_DEBUG=1` re-raises instead, with the full traceback.
 
@@ -10,22 +11,18 @@ This module imports nothing heavy (no torch), so any layer of the package can ra
 """
 
 import os
-import re
 import sys
 import traceback
 from typing import Any, Callable, List, Optional, Sequence
 
-__all__ = ["UserError", "CheckpointMismatchError", "is_user_error", "run_cli", "format_user_error", "DEBUG_ENV", "EXIT_USER_ERROR"]
+__all__ = ["UserError", "ConfigError", "CheckpointMismatchError", "is_user_error", "run_cli", "format_user_error",
+           "DEBUG_ENV", "EXIT_USER_ERROR"]
 
 DEBUG_ENV = "HRNET_POSE_DEBUG"
 DEBUG_FLAG = "--debug"
 EXIT_USER_ERROR = 2  # the argparse convention for "the command line was wrong"
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 
-# A config key as our messages write it: MODEL.NUM_JOINTS, ENGINE.AMP, STAGE2.FUSE_METHOD, LOSS.TOPK=9.
-_CONFIG_KEY = re.compile(r"\b[A-Z][A-Z0-9_]*(?:\.[A-Z][A-Z0-9_]*)+\b")
-# Messages of yacs' own merge errors, for code that merges without hrnet_pose.config's wrappers.
-_YACS_MESSAGES = ("Non-existent config key", "Type mismatch", "Attempted to set", "Invalid type")
 _FILE_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError)
 
 
@@ -41,6 +38,11 @@ class UserError(Exception):
         super().__init__(*args)
         if hint is not None:
             self.hint = hint
+
+
+class ConfigError(UserError, ValueError):
+    """A config file or override names a key that does not exist, gives a value of the wrong type, or a value the
+    code does not implement (the message names the key and what would be valid)."""
 
 
 class CheckpointMismatchError(UserError, RuntimeError):
@@ -61,24 +63,17 @@ def _text(err: BaseException) -> str:
 
 
 def is_user_error(err: BaseException) -> bool:
-    """True for errors caused by the user's input rather than by a bug, that is:
+    """True for errors caused by the user's input rather than by a bug, decided by the error's type alone:
 
-    - any `UserError` (ConfigError, CheckpointMismatchError, ImageReadError, ... subclass it);
+    - any `UserError` (ConfigError, CheckpointMismatchError, ImageReadError, ... subclass it): the code raises one
+      where the user is at fault (a config value, a file's content, a data layout);
     - a missing, existing, wrong-kind or forbidden file or folder (FileNotFoundError, FileExistsError,
-      IsADirectoryError, NotADirectoryError, PermissionError);
-    - yacs' own config merge errors (KeyError 'Non-existent config key', ValueError 'Type mismatch', ...);
-    - a ValueError or KeyError whose message names a config key (`ENGINE.AMP is 'x'; valid: ...`), which is how
-      the adapters that check config values report a bad value.
+      IsADirectoryError, NotADirectoryError, PermissionError).
 
-    Anything else (a RuntimeError from torch, an IndexError, a TypeError, ...) is treated as a bug: it keeps its
-    traceback.
+    Anything else (a bare ValueError, a RuntimeError from torch, an IndexError, a TypeError, ...) is treated as a
+    bug: it keeps its traceback.
     """
-    if isinstance(err, UserError) or isinstance(err, _FILE_ERRORS):
-        return True
-    if isinstance(err, (ValueError, KeyError)):
-        text = _text(err)
-        return any(m in text for m in _YACS_MESSAGES) or bool(_CONFIG_KEY.search(text))
-    return False
+    return isinstance(err, (UserError,) + _FILE_ERRORS)
 
 
 def format_user_error(err: BaseException) -> List[str]:

@@ -39,6 +39,7 @@ import numpy as np
 
 from .. import geometry
 from ..config.defaults import default
+from ..errors import ConfigError
 from .dark import dark_refine, dark_udp_mmpose_refine, dark_udp_refine
 
 logger = logging.getLogger(__name__)
@@ -149,10 +150,10 @@ class HeatmapCodec:
         if use_different_joints_weight and joints_weight is None:
             raise ValueError("use_different_joints_weight=True needs joints_weight (one weight per keypoint)")
         if decoder == "dark_udp_mmpose" and not use_udp:
-            raise ValueError("decoder 'dark_udp_mmpose' (CODEC.DECODER) is MMPose 1.x's UDP refinement and needs "
+            raise ConfigError("decoder 'dark_udp_mmpose' (CODEC.DECODER) is MMPose 1.x's UDP refinement and needs "
                              "use_udp (CODEC.UDP True); without UDP use 'dark'")
         if unbiased_encoding and use_udp:
-            raise ValueError("unbiased_encoding (CODEC.UNBIASED_ENCODING, DARK's encoding with stride image/heatmap) "
+            raise ConfigError("unbiased_encoding (CODEC.UNBIASED_ENCODING, DARK's encoding with stride image/heatmap) "
                              "and use_udp (CODEC.UDP, whose own encoding is already sub-pixel, with stride "
                              "(image-1)/(heatmap-1)) exclude each other: switch one of them off")
         self.image_size = np.asarray(image_size, dtype=np.int64)
@@ -320,12 +321,12 @@ def build_codec(cfg) -> HeatmapCodec:
     from ..keypoints import get_keypoint_set
 
     if cfg.MODEL.TARGET_TYPE != "gaussian":
-        raise ValueError(f"MODEL.TARGET_TYPE {cfg.MODEL.TARGET_TYPE!r} is not supported; only 'gaussian' is "
+        raise ConfigError(f"MODEL.TARGET_TYPE {cfg.MODEL.TARGET_TYPE!r} is not supported; only 'gaussian' is "
                          "(as in the official code)")
     if cfg.CODEC.DECODER not in DECODERS:
-        raise ValueError(f"CODEC.DECODER is {cfg.CODEC.DECODER!r}; valid: {list(DECODERS)}")
+        raise ConfigError(f"CODEC.DECODER is {cfg.CODEC.DECODER!r}; valid: {list(DECODERS)}")
     if cfg.CODEC.DECODER == "dark_udp_mmpose" and not cfg.CODEC.UDP:
-        raise ValueError("CODEC.DECODER is 'dark_udp_mmpose' (MMPose 1.x's UDP refinement) but CODEC.UDP is False; "
+        raise ConfigError("CODEC.DECODER is 'dark_udp_mmpose' (MMPose 1.x's UDP refinement) but CODEC.UDP is False; "
                          "set CODEC.UDP True, or use CODEC.DECODER 'dark' without UDP")
     kset = get_keypoint_set(cfg.DATASET.KEYPOINT_SET)
     return HeatmapCodec(

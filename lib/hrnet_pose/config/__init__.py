@@ -7,7 +7,7 @@ from typing import Iterable, Optional, Sequence, Union
 
 from yacs.config import CfgNode as CN
 
-from ..errors import UserError
+from ..errors import ConfigError
 from .defaults import default, get_cfg
 
 __all__ = ["CN", "ConfigError", "default", "get_cfg", "check_config", "load_config", "merge_opts", "update_config",
@@ -15,11 +15,6 @@ __all__ = ["CN", "ConfigError", "default", "get_cfg", "check_config", "load_conf
 
 FUSE_METHODS = ("SUM",)  # the only fusion HRNet builds (the official code reads FUSE_METHOD and always sums)
 DATA_FORMATS = ("jpg", "jpeg", "png")  # images are read as files by the annotation's file_name
-
-
-class ConfigError(UserError, ValueError):
-    """A config file or override names a key that does not exist, gives a value of the wrong type, or a value the
-    code does not implement."""
 
 
 def _valid_keys(cfg: CN, dotted: str) -> list:

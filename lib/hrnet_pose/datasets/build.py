@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torch.utils.data._utils.collate import default_collate
 
 from ..config import check_config
+from ..errors import ConfigError
 from ..geometry import PIXEL_STD
 from .coco import CocoKeypoints
 from .synthetic import DETECTION_FILE, generate_synthetic_coco
@@ -116,7 +117,7 @@ def build_dataset(cfg, split: str, codec: Any = None) -> Dataset:
     check_config(cfg)  # DATASET.DATA_FORMAT 'zip' and friends, for configs not made by load_config/update_config
     name = str(cfg.DATASET.DATASET).lower()
     if name not in DATASET_NAMES:
-        raise ValueError(f"DATASET.DATASET {cfg.DATASET.DATASET!r} is not supported; valid: {list(DATASET_NAMES)}")
+        raise ConfigError(f"DATASET.DATASET {cfg.DATASET.DATASET!r} is not supported; valid: {list(DATASET_NAMES)}")
     if codec is None:
         from ..codecs.heatmap import build_codec
 

@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..config import CN, load_config
-from ..errors import UserError
+from ..errors import ConfigError, UserError
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class OnnxRuntimeBackend:
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"images must be [N, 3, H, W], got shape {x.shape}")
         if self.input_size is not None and (x.shape[3], x.shape[2]) != tuple(self.input_size):
-            raise ValueError(f"{self.path} takes {self.input_size[0]}x{self.input_size[1]} (w x h) crops, got "
+            raise ConfigError(f"{self.path} takes {self.input_size[0]}x{self.input_size[1]} (w x h) crops, got "
                              f"{x.shape[3]}x{x.shape[2]}: MODEL.IMAGE_SIZE of the config must match the export")
         n = x.shape[0]
         if self.static_batch is None or n == self.static_batch:

@@ -28,6 +28,10 @@ class CorruptCheckpointError(UserError, RuntimeError):
     """A checkpoint file exists but cannot be read (truncated, not a torch file, or refused by weights_only)."""
 
 
+class NotATrainingCheckpointError(UserError, ValueError):
+    """A file given to resume from holds plain weights or something else, not a training checkpoint."""
+
+
 CHECKPOINT_NAME = "checkpoint.pth"
 BEST_NAME = "model_best.pth"
 FINAL_NAME = "final_state.pth"
@@ -168,6 +172,6 @@ def load_checkpoint(path: str, map_location: Any = "cpu") -> Dict[str, Any]:
         raise CorruptCheckpointError(f"could not read checkpoint {path}: {err}. The file may be corrupt; delete "
                                      f"it to start over or set AUTO_RESUME False") from err
     if not isinstance(ckpt, dict) or "epoch" not in ckpt or ("model" not in ckpt and "state_dict" not in ckpt):
-        raise ValueError(f"{path} is not a training checkpoint (expected keys 'epoch' and 'model'/'state_dict'); "
+        raise NotATrainingCheckpointError(f"{path} is not a training checkpoint (expected keys 'epoch' and 'model'/'state_dict'); "
                          f"to evaluate plain weights use TEST.MODEL_FILE")
     return ckpt

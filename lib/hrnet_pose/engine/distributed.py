@@ -14,6 +14,8 @@ from typing import Any, List
 import torch
 import torch.distributed as dist
 
+from ..errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 _VALID_BACKENDS = ("", "nccl", "gloo")
@@ -63,7 +65,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 def init_distributed(backend: str = "", device: str = "", timeout_min: int = 30) -> DistInfo:
     """Join the process group described by torchrun's environment (WORLD_SIZE > 1), else describe a single process."""
     if backend not in _VALID_BACKENDS:
-        raise ValueError(f"ENGINE.DIST_BACKEND is {backend!r}; valid: {list(_VALID_BACKENDS)} ('' = auto)")
+        raise ConfigError(f"ENGINE.DIST_BACKEND is {backend!r}; valid: {list(_VALID_BACKENDS)} ('' = auto)")
     world_size = _env_int("WORLD_SIZE", 1)
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", 0)
@@ -73,7 +75,7 @@ def init_distributed(backend: str = "", device: str = "", timeout_min: int = 30)
     if world_size > 1 and not dist.is_initialized():
         chosen = backend or ("nccl" if dev.type == "cuda" else "gloo")
         if chosen == "nccl" and dev.type != "cuda":
-            raise ValueError("ENGINE.DIST_BACKEND 'nccl' needs CUDA devices; use 'gloo' (or '') on CPU")
+            raise ConfigError("ENGINE.DIST_BACKEND 'nccl' needs CUDA devices; use 'gloo' (or '') on CPU")
         dist.init_process_group(
             backend=chosen, init_method="env://", rank=rank, world_size=world_size,
             timeout=datetime.timedelta(minutes=timeout_min),

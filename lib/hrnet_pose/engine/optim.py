@@ -20,6 +20,8 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 import torch.nn as nn
 
+from ..errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 _OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -57,7 +59,7 @@ def build_optimizer(cfg: Any, model: nn.Module, device: Optional[torch.device] =
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=float(cfg.TRAIN.MOMENTUM), weight_decay=wd,
                                nesterov=bool(cfg.TRAIN.NESTEROV), **extra)
-    raise ValueError(f"TRAIN.OPTIMIZER is {cfg.TRAIN.OPTIMIZER!r}; valid: {list(_OPTIMIZERS)}")
+    raise ConfigError(f"TRAIN.OPTIMIZER is {cfg.TRAIN.OPTIMIZER!r}; valid: {list(_OPTIMIZERS)}")
 
 
 def is_fused(optimizer: torch.optim.Optimizer) -> bool:
@@ -76,9 +78,9 @@ class MultiStepWarmupLR:
     def __init__(self, optimizer: torch.optim.Optimizer, milestones: Sequence[int], gamma: float,
                  warmup_iters: int = 0, warmup_factor: float = 0.001, step_at_epoch_start: bool = False):
         if list(milestones) != sorted(milestones):
-            raise ValueError(f"TRAIN.LR_STEP must be increasing, got {list(milestones)}")
+            raise ConfigError(f"TRAIN.LR_STEP must be increasing, got {list(milestones)}")
         if warmup_iters < 0 or not 0.0 < warmup_factor <= 1.0:
-            raise ValueError(f"ENGINE.WARMUP_ITERS must be >= 0 and ENGINE.WARMUP_FACTOR in (0, 1], got "
+            raise ConfigError(f"ENGINE.WARMUP_ITERS must be >= 0 and ENGINE.WARMUP_FACTOR in (0, 1], got "
                              f"{warmup_iters} and {warmup_factor}")
         self.optimizer = optimizer
         self.milestones = [int(m) for m in milestones]
@@ -136,7 +138,7 @@ class ModelEma:
 
     def __init__(self, model: nn.Module, decay: float):
         if not 0.0 < decay < 1.0:
-            raise ValueError(f"ENGINE.EMA_DECAY must be in (0, 1) (0 turns EMA off), got {decay}")
+            raise ConfigError(f"ENGINE.EMA_DECAY must be in (0, 1) (0 turns EMA off), got {decay}")
         self.decay = float(decay)
         self.updates = 0
         self.module = copy.deepcopy(model).eval()

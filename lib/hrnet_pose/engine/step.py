@@ -29,9 +29,10 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
+from ..errors import ConfigError
+from ..models.inference import autocast_context
 from .distributed import any_true_tensor
 from .optim import ModelEma, is_fused
-from ..models.inference import autocast_context
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ def build_forward(net: nn.Module, device: torch.device, compile_mode: str = "",
                   cuda_graph: bool = False) -> Tuple[Callable, str]:
     """The callable that runs the model (eager, compiled or CUDA-graphed) and a note on what was chosen and why."""
     if compile_mode not in COMPILE_MODES:
-        raise ValueError(f"ENGINE.COMPILE is {compile_mode!r}; valid: {list(COMPILE_MODES)}")
+        raise ConfigError(f"ENGINE.COMPILE is {compile_mode!r}; valid: {list(COMPILE_MODES)}")
     mode = compile_mode
     if cuda_graph:
         if device.type != "cuda":

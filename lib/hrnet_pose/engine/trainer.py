@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from ..codecs.heatmap import build_codec
 from ..datasets.build import build_dataloader, build_dataset
+from ..errors import ConfigError
 from ..evaluation.pck import accuracy_torch
 from ..fileio import write_json_atomic
 from ..models import CheckpointMismatchError, build_model
@@ -113,7 +114,7 @@ class Trainer:
     def __init__(self, cfg: Any, cfg_path: str, train_dataset: Optional[Dataset] = None,
                  val_dataset: Optional[Dataset] = None):
         if cfg.ENGINE.AMP not in _AMP_MODES:
-            raise ValueError(f"ENGINE.AMP is {cfg.ENGINE.AMP!r}; valid: {list(_AMP_MODES)}")
+            raise ConfigError(f"ENGINE.AMP is {cfg.ENGINE.AMP!r}; valid: {list(_AMP_MODES)}")
         self.cfg = cfg
         self.info = init_distributed(cfg.ENGINE.DIST_BACKEND, cfg.ENGINE.DEVICE)
         self.device = self.info.device

@@ -18,6 +18,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from ..codecs.heatmap import FLIP_ALIGNMENT_TEXT, REFINEMENT_TEXT
+from ..errors import ConfigError
 from ..evaluation.coco_keypoints import BACKENDS, CocoKeypointEvaluator, describe_protocol, format_results_table
 from ..evaluation.pck import accuracy
 from ..fileio import write_json_atomic
@@ -41,7 +42,7 @@ def describe_run_protocol(cfg: Any, codec: Any, use_gt_bbox: bool, bbox_file: st
     """
     backend = str(cfg.TEST.COCO_EVAL_BACKEND)
     if backend not in BACKENDS:
-        raise ValueError(f"TEST.COCO_EVAL_BACKEND is {backend!r}; valid: {list(BACKENDS)}")
+        raise ConfigError(f"TEST.COCO_EVAL_BACKEND is {backend!r}; valid: {list(BACKENDS)}")
     amp = str(cfg.ENGINE.AMP) or "fp32"
     flip_test = bool(cfg.TEST.FLIP_TEST)
     line = describe_protocol(

@@ -6,6 +6,7 @@ import os
 
 from torch import nn
 
+from ..errors import ConfigError
 from ..keypoints import get_keypoint_set
 from .litehrnet import LiteHRNet
 from .pose_hrnet import AttentionSpec, PoseHighResolutionNet
@@ -53,11 +54,11 @@ def build_lite_hrnet(cfg) -> LiteHRNet:
     d = model.input_divisor
     w, h = (int(v) for v in cfg.MODEL.IMAGE_SIZE)
     if w % d or h % d:
-        raise ValueError(
+        raise ConfigError(
             f"MODEL.IMAGE_SIZE {[w, h]} does not fit Lite-HRNet: width and height must be multiples of {d} (its "
             f"lowest branch is 1/{d} of the input), e.g. {[max(w // d, 1) * d, max(h // d, 1) * d]}")
     if cfg.MODEL.EXTRA.ATTENTION.NAME:
-        raise ValueError(f"MODEL.EXTRA.ATTENTION.NAME is {cfg.MODEL.EXTRA.ATTENTION.NAME!r}, but attention blocks are "
+        raise ConfigError(f"MODEL.EXTRA.ATTENTION.NAME is {cfg.MODEL.EXTRA.ATTENTION.NAME!r}, but attention blocks are "
                          "built into HRNet only (MODEL.NAME pose_hrnet); set it to '' for lite_hrnet")
     return model
 
@@ -67,10 +68,10 @@ def build_model(cfg, is_train: bool = False) -> nn.Module:
     apply the official initialisation (MMPose's for Lite-HRNet: the same N(0, 0.001) convs) and load
     MODEL.PRETRAINED filtered by MODEL.EXTRA.PRETRAINED_LAYERS (an error if the file is named but missing)."""
     if cfg.MODEL.NAME not in MODEL_NAMES:
-        raise ValueError(f"MODEL.NAME '{cfg.MODEL.NAME}' is not supported; valid: {list(MODEL_NAMES)}")
+        raise ConfigError(f"MODEL.NAME '{cfg.MODEL.NAME}' is not supported; valid: {list(MODEL_NAMES)}")
     kps = get_keypoint_set(cfg.DATASET.KEYPOINT_SET)
     if cfg.MODEL.NUM_JOINTS != kps.num_keypoints:
-        raise ValueError(
+        raise ConfigError(
             f"MODEL.NUM_JOINTS={cfg.MODEL.NUM_JOINTS} but the keypoint set '{kps.name}' "
             f"(DATASET.KEYPOINT_SET={cfg.DATASET.KEYPOINT_SET!r}) has {kps.num_keypoints} keypoints"
         )

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..codecs.flip import FlipSpec, merge_flip
+from ..errors import ConfigError
 
 Batch = TypeVar("Batch", np.ndarray, torch.Tensor)
 
@@ -26,7 +27,7 @@ def autocast_context(device: torch.device, amp: str):
         return contextlib.nullcontext()
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
     if dtype is None:
-        raise ValueError(f"ENGINE.AMP is {amp!r}; valid: '', 'bf16', 'fp16'")
+        raise ConfigError(f"ENGINE.AMP is {amp!r}; valid: '', 'bf16', 'fp16'")
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 

@@ -28,6 +28,7 @@ from typing import List, Optional, Sequence
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .litehrnet_blocks import ConditionalChannelWeighting, IterativeHead, ShuffleUnit, Stem
 
 MODULE_TYPES = ("LITE", "NAIVE")
@@ -54,7 +55,7 @@ class LiteHRModule(nn.Module):
         self.num_branches = int(num_branches)
         self.module_type = module_type.upper()
         if self.module_type not in MODULE_TYPES:
-            raise ValueError(f"Lite-HRNet module type {module_type!r} (MODEL.EXTRA.LITE_HRNET.STAGES.MODULE_TYPE); "
+            raise ConfigError(f"Lite-HRNet module type {module_type!r} (MODEL.EXTRA.LITE_HRNET.STAGES.MODULE_TYPE); "
                              f"valid: {list(MODULE_TYPES)}")
         self.with_fuse = bool(with_fuse)
         if self.module_type == "LITE":
@@ -188,17 +189,17 @@ def _check_spec(stem_channels, stem_out_channels, num_modules, num_branches, num
     key = "MODEL.EXTRA.LITE_HRNET"
     n = len(num_branches)
     if n < 1:
-        raise ValueError(f"{key}.STAGES.NUM_BRANCHES is empty; give one entry per stage")
+        raise ConfigError(f"{key}.STAGES.NUM_BRANCHES is empty; give one entry per stage")
     per_stage = {"NUM_MODULES": num_modules, "NUM_BLOCKS": num_blocks, "MODULE_TYPE": module_type,
                  "WITH_FUSE": with_fuse, "REDUCE_RATIOS": reduce_ratios, "NUM_CHANNELS": num_channels}
     for name, values in per_stage.items():
         if len(values) != n:
-            raise ValueError(f"{key}.STAGES.{name} has {len(values)} entries but NUM_BRANCHES has {n} (one per stage)")
+            raise ConfigError(f"{key}.STAGES.{name} has {len(values)} entries but NUM_BRANCHES has {n} (one per stage)")
     if stem_channels < 2 or stem_channels % 2:
-        raise ValueError(f"{key}.STEM.STEM_CHANNELS is {stem_channels}; it must be even (the stem splits it in two)")
+        raise ConfigError(f"{key}.STEM.STEM_CHANNELS is {stem_channels}; it must be even (the stem splits it in two)")
     stem_first = stem_out_channels - (stem_channels // 2 if stem_channels == stem_out_channels else stem_channels)
     if stem_first < 1:
-        raise ValueError(f"{key}.STEM.OUT_CHANNELS is {stem_out_channels}; with STEM_CHANNELS {stem_channels} it "
+        raise ConfigError(f"{key}.STEM.OUT_CHANNELS is {stem_out_channels}; with STEM_CHANNELS {stem_channels} it "
                          f"must be {stem_channels} or more than {stem_channels}")
     previous = 1
     for s in range(n):
@@ -224,5 +225,5 @@ def _check_spec(stem_channels, stem_out_channels, num_modules, num_branches, num
                                  "weighting layer without channels: each width must be >= 8 and half their sum "
                                  ">= the reduce ratio")
     if final_conv_kernel < 1 or final_conv_kernel % 2 == 0:
-        raise ValueError(f"MODEL.EXTRA.FINAL_CONV_KERNEL must be a positive odd number to keep the heatmap size, "
+        raise ConfigError(f"MODEL.EXTRA.FINAL_CONV_KERNEL must be a positive odd number to keep the heatmap size, "
                          f"got {final_conv_kernel}")

@@ -11,6 +11,8 @@ Shapes: output, target [B,K,H,W]; target_weight [B,K,1] -> scalar tensor. Batch 
 import torch
 from torch import nn
 
+from ..errors import ConfigError
+
 
 def _weighted_sq_error(output: torch.Tensor, target: torch.Tensor, target_weight, use_target_weight: bool):
     if output.shape != target.shape:
@@ -51,7 +53,7 @@ class JointsOHKMMSELoss(nn.Module):
     def forward(self, output: torch.Tensor, target: torch.Tensor, target_weight: torch.Tensor = None) -> torch.Tensor:
         per_joint = 0.5 * _weighted_sq_error(output, target, target_weight, self.use_target_weight).mean(dim=2)
         if self.topk > per_joint.shape[1]:
-            raise ValueError(f"LOSS.TOPK={self.topk} exceeds the number of joints ({per_joint.shape[1]})")
+            raise ConfigError(f"LOSS.TOPK={self.topk} exceeds the number of joints ({per_joint.shape[1]})")
         hardest, _ = torch.topk(per_joint, k=self.topk, dim=1, sorted=False)
         return hardest.mean(dim=1).mean()
 

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from .attention import attention_placement
 from .blocks import BN_MOMENTUM, Bottleneck, conv3x3, get_block, make_attention
 
@@ -35,9 +36,9 @@ class AttentionSpec:
         self.kind = attention_placement(self.name) if self.name else ""
         bad = [s for s in stages if s not in (1, 2, 3, 4)]
         if bad:
-            raise ValueError(f"MODEL.EXTRA.ATTENTION.STAGES has {bad}; valid stage ids are 1 (layer1), 2, 3, 4")
+            raise ConfigError(f"MODEL.EXTRA.ATTENTION.STAGES has {bad}; valid stage ids are 1 (layer1), 2, 3, 4")
         if 1 in stages and self.kind == "context":
-            raise ValueError("context attention blocks act on HRNet branches: use ATTENTION.STAGES within [2, 3, 4]")
+            raise ConfigError("context attention blocks act on HRNet branches: use ATTENTION.STAGES within [2, 3, 4]")
         self.stages = tuple(stages)
         self.branches = tuple(branches)
         self.kwargs = dict(kwargs or {})
@@ -175,7 +176,7 @@ class PoseHighResolutionNet(nn.Module):
         if len(stages) != 3:
             raise ValueError(f"HRNet needs exactly 3 stage configs (STAGE2..STAGE4), got {len(stages)}")
         if final_conv_kernel < 1 or final_conv_kernel % 2 == 0:
-            raise ValueError(
+            raise ConfigError(
                 f"MODEL.EXTRA.FINAL_CONV_KERNEL must be a positive odd number to keep the heatmap size, "
                 f"got {final_conv_kernel}"
             )
@@ -201,7 +202,7 @@ class PoseHighResolutionNet(nn.Module):
                 raise ValueError(f"STAGE{stage_id} has fewer branches than the stage before it")
             fuse = str(spec.get("fuse_method", "SUM"))
             if fuse.upper() != "SUM":
-                raise ValueError(f"MODEL.EXTRA.STAGE{stage_id}.FUSE_METHOD is {fuse!r}; valid: ['SUM'] (branches are "
+                raise ConfigError(f"MODEL.EXTRA.STAGE{stage_id}.FUSE_METHOD is {fuse!r}; valid: ['SUM'] (branches are "
                                  "fused by summing, as in the official model; no other method is built)")
             setattr(self, f"transition{index + 1}", self._make_transition_layer(pre_channels, channels))
             stage, pre_channels = self._make_stage(spec, channels, block, stage_id, attention,
