@@ -1,4 +1,5 @@
-"""Configuration: `get_cfg()` defaults (official keys, strict MODEL.EXTRA), yaml/CLI merging with clear errors."""
+"""Configuration: `get_cfg()` defaults (official keys, strict MODEL.EXTRA), yaml/CLI merging with clear errors, and
+the keypoint set that DATASET.DATASET implies (MPII-16 for the MPII format)."""
 
 import argparse
 import difflib
@@ -11,7 +12,7 @@ from ..errors import UserError
 from .defaults import get_cfg
 
 __all__ = ["CN", "ConfigError", "get_cfg", "check_config", "load_config", "merge_opts", "update_config",
-           "add_official_args"]
+           "add_official_args", "apply_dataset_defaults", "MPII_DATASETS"]
 
 FUSE_METHODS = ("SUM",)  # the only fusion HRNet builds (the official code reads FUSE_METHOD and always sums)
 DATA_FORMATS = ("jpg", "jpeg", "png")  # images are read as files by the annotation's file_name
@@ -81,6 +82,16 @@ def check_config(cfg: CN) -> None:
                           "file_name in the annotations)")
 
 
+MPII_DATASETS = ("mpii", "synthetic_mpii")  # DATASET.DATASET values in the MPII format (16 joints, PCKh)
+
+
+def apply_dataset_defaults(cfg: CN) -> None:
+    """Fill in what DATASET.DATASET implies: DATASET.KEYPOINT_SET '' becomes 'mpii' for the MPII-format datasets, so
+    the official MPII yamls (which do not have the key) build a 16-joint model and dataset. Other values stay."""
+    if not cfg.DATASET.KEYPOINT_SET and str(cfg.DATASET.DATASET).lower() in MPII_DATASETS:
+        cfg.DATASET.KEYPOINT_SET = "mpii"
+
+
 def load_config(path: Optional[str] = None, opts: Optional[Iterable[str]] = None, freeze: bool = True) -> CN:
     """Defaults, then `path`, then `opts`, then `check_config`; no DATA_DIR prefixing (see `update_config` for the
     official CLI flow)."""
@@ -89,18 +100,21 @@ def load_config(path: Optional[str] = None, opts: Optional[Iterable[str]] = None
         merge_file(cfg, path)
     merge_opts(cfg, list(opts or []))
     check_config(cfg)
+    apply_dataset_defaults(cfg)
     if freeze:
         cfg.freeze()
     return cfg
 
 
 def update_config(cfg: CN, args: argparse.Namespace) -> CN:
-    """Official `update_config`: merge `--cfg` and trailing opts, `check_config`, apply `--modelDir/--logDir/--dataDir`,
-    then join DATA_DIR onto DATASET.ROOT, MODEL.PRETRAINED and TEST.MODEL_FILE, and freeze."""
+    """Official `update_config`: merge `--cfg` and trailing opts, `check_config`, `apply_dataset_defaults`, apply
+    `--modelDir/--logDir/--dataDir`, then join DATA_DIR onto DATASET.ROOT, MODEL.PRETRAINED and TEST.MODEL_FILE, and
+    freeze."""
     cfg.defrost()
     merge_file(cfg, args.cfg)
     merge_opts(cfg, getattr(args, "opts", None))
     check_config(cfg)
+    apply_dataset_defaults(cfg)
     if getattr(args, "modelDir", ""):
         cfg.OUTPUT_DIR = args.modelDir
     if getattr(args, "logDir", ""):
