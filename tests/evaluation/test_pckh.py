@@ -7,16 +7,8 @@ import numpy as np
 import pytest
 import scipy.io
 
-from hrnet_pose.evaluation.mpii import (
-    STATS_NAMES,
-    MpiiGroundTruth,
-    MpiiGroundTruthError,
-    MpiiPCKhEvaluator,
-    evaluate_pckh,
-    load_gt_mat,
-    write_gt_mat,
-    write_pred_mat,
-)
+from hrnet_pose.datasets.mpii import MpiiGroundTruth, MpiiGroundTruthError, load_gt_mat, write_gt_mat
+from hrnet_pose.evaluation.mpii import STATS_NAMES, MpiiPCKhEvaluator, evaluate_pckh, write_pred_mat
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures"
 

@@ -14,21 +14,19 @@ Official details that the numbers depend on, kept here:
 Where the official code divides by zero (a joint that is never annotated in the set) it returns NaN for that joint and
 for both means; here that joint's own value is NaN and the means are taken over the annotated joints.
 
-Ground truth (`load_gt_mat`): `gt_<set>.mat` as released with the official annotations, keys `dataset_joints`
-(1x16 joint names), `jnt_missing` [16, N], `pos_gt_src` [16, 2, N] and `headboxes_src` [2, 2, N] (top-left and
-bottom-right corners). Predictions: [N, 16, 2] in the order of the annotation json (the order of `gt_<set>.mat`).
+Ground truth: `datasets.mpii.MpiiGroundTruth`, read from the official `gt_<set>.mat` by `datasets.mpii.load_gt_mat`.
+Predictions: [N, 16, 2] in the order of the annotation json (the order of `gt_<set>.mat`).
 `write_pred_mat` writes the official `pred.mat` ({'preds': [N, 16, 2] 1-based}) for the MPII test server.
 """
 
 import logging
 import os
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from ..errors import UserError
+from ..datasets.mpii import NUM_JOINTS, MpiiGroundTruth, MpiiGroundTruthError, scipy_io
 from ..fileio import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -37,79 +35,12 @@ SC_BIAS = 0.6  # the head size is this fraction of the head box diagonal
 THRESHOLDS = np.arange(0, 0.5 + 0.01, 0.01)  # the official range of PCKh thresholds
 MEAN_AT_01_INDEX = 11  # official: THRESHOLDS[11] is 0.11 (see the module docstring)
 EXCLUDED_FROM_MEAN = (6, 7)  # pelvis and thorax (positions in the MPII order)
-# Joint names of gt_<set>.mat in the MPII order (keypoints.MPII16) and the reported groups.
-GT_JOINT_NAMES = ("rank", "rkne", "rhip", "lhip", "lkne", "lank", "pelv", "thor", "neck", "head", "rwri", "relb",
-                  "rsho", "lsho", "lelb", "lwri")
+# The reported groups, by the joint names of gt_<set>.mat (datasets.mpii.GT_JOINT_NAMES).
 GROUPS = (("Head", ("head",)), ("Shoulder", ("lsho", "rsho")), ("Elbow", ("lelb", "relb")),
           ("Wrist", ("lwri", "rwri")), ("Hip", ("lhip", "rhip")), ("Knee", ("lkne", "rkne")),
           ("Ankle", ("lank", "rank")))
 STATS_NAMES = [name for name, _ in GROUPS] + ["Mean", "Mean@0.1"]
 PERF_NAME = "Mean"  # the number that picks the best model, as the official `perf_indicator`
-NUM_JOINTS = 16
-
-
-class MpiiGroundTruthError(UserError, ValueError):
-    """A gt_<set>.mat is missing, malformed, or does not match the predictions."""
-
-
-def _scipy_io():
-    try:
-        import scipy.io
-    except ImportError as err:
-        raise ImportError("MPII evaluation reads and writes MATLAB .mat files with scipy: pip install scipy") from err
-    return scipy.io
-
-
-@dataclass(frozen=True)
-class MpiiGroundTruth:
-    """The content of gt_<set>.mat, per person: joints [N, 16, 2] float64 (1-based pixels), missing [N, 16] bool,
-    headboxes [N, 2, 2] float64 ((x1, y1), (x2, y2)) and the 16 joint names of the file."""
-
-    joints: np.ndarray
-    missing: np.ndarray
-    headboxes: np.ndarray
-    joint_names: Sequence[str] = GT_JOINT_NAMES
-
-    def __len__(self) -> int:
-        return len(self.joints)
-
-    def to_mat_dict(self) -> Dict[str, np.ndarray]:
-        """The arrays in the layout of the released gt_<set>.mat (for `scipy.io.savemat`)."""
-        names = np.empty((1, NUM_JOINTS), dtype=object)
-        names[0, :] = list(self.joint_names)
-        return {"dataset_joints": names, "jnt_missing": self.missing.T.astype(np.float64),
-                "pos_gt_src": np.transpose(self.joints, (1, 2, 0)).astype(np.float64),
-                "headboxes_src": np.transpose(self.headboxes, (1, 2, 0)).astype(np.float64)}
-
-
-def load_gt_mat(path: str) -> MpiiGroundTruth:
-    """Read gt_<set>.mat (layout in the module docstring); errors name the file and the key at fault."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"MPII ground truth not found: {path} (gt_<DATASET.TEST_SET>.mat from the official "
-                                "annotations, in DATASET.ROOT/annot/; see data/README.md)")
-    mat = _scipy_io().loadmat(path)
-    for key in ("dataset_joints", "jnt_missing", "pos_gt_src", "headboxes_src"):
-        if key not in mat:
-            raise MpiiGroundTruthError(f"{path}: no '{key}' (expected dataset_joints, jnt_missing, pos_gt_src, "
-                                       "headboxes_src)")
-    names = tuple(str(np.squeeze(n)) for n in np.asarray(mat["dataset_joints"]).ravel())
-    if sorted(names) != sorted(GT_JOINT_NAMES):
-        raise MpiiGroundTruthError(f"{path}: dataset_joints is {list(names)}; expected the 16 MPII joints "
-                                   f"{list(GT_JOINT_NAMES)}")
-    pos, missing, boxes = mat["pos_gt_src"], mat["jnt_missing"], mat["headboxes_src"]
-    n = pos.shape[-1] if pos.ndim == 3 else -1
-    if pos.shape != (NUM_JOINTS, 2, n) or missing.shape != (NUM_JOINTS, n) or boxes.shape != (2, 2, n):
-        raise MpiiGroundTruthError(f"{path}: shapes pos_gt_src {pos.shape}, jnt_missing {missing.shape}, "
-                                   f"headboxes_src {boxes.shape}; expected [16, 2, N], [16, N], [2, 2, N]")
-    return MpiiGroundTruth(joints=np.transpose(pos, (2, 0, 1)).astype(np.float64),
-                           missing=missing.T.astype(bool), headboxes=np.transpose(boxes, (2, 0, 1)).astype(np.float64),
-                           joint_names=names)
-
-
-def write_gt_mat(gt: MpiiGroundTruth, path: str) -> None:
-    """Write `gt` as a gt_<set>.mat that `load_gt_mat` and the official evaluation read (atomically)."""
-    sio = _scipy_io()
-    atomic_write(path, lambda f: sio.savemat(f, gt.to_mat_dict()), binary=True)
 
 
 def to_one_based(preds: np.ndarray) -> np.ndarray:
@@ -122,7 +53,7 @@ def write_pred_mat(preds: np.ndarray, path: str) -> str:
     preds = np.asarray(preds)
     if preds.ndim != 3 or preds.shape[1] != NUM_JOINTS or preds.shape[2] < 2:
         raise ValueError(f"preds must be [N, {NUM_JOINTS}, 2], got shape {preds.shape}")
-    sio = _scipy_io()
+    sio = scipy_io()
     one_based = to_one_based(preds)
     atomic_write(path, lambda f: sio.savemat(f, {"preds": one_based}), binary=True)
     return path
