@@ -40,6 +40,8 @@ GROUPS = (("Head", ("head",)), ("Shoulder", ("lsho", "rsho")), ("Elbow", ("lelb"
           ("Wrist", ("lwri", "rwri")), ("Hip", ("lhip", "rhip")), ("Knee", ("lkne", "rkne")),
           ("Ankle", ("lank", "rank")))
 STATS_NAMES = [name for name, _ in GROUPS] + ["Mean", "Mean@0.1"]
+PCKH_PROTOCOL = ("MPII PCKh@0.5: head size 0.6 x head box diagonal, Mean without pelvis and thorax, Mean@0.1 at "
+                 "threshold 0.11 (official)")
 PERF_NAME = "Mean"  # the number that picks the best model, as the official `perf_indicator`
 
 
