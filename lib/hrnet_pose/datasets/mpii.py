@@ -89,7 +89,7 @@ def load_gt_mat(path: str) -> MpiiGroundTruth:
     """Read gt_<set>.mat (layout in the module docstring); errors name the file and the key at fault."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"MPII ground truth not found: {path} (gt_<DATASET.TEST_SET>.mat from the official "
-                                "annotations, in DATASET.ROOT/annot/; see data/README.md)")
+                                "annotations, in DATASET.ROOT/annot/; see README.md, section MPII)")
     mat = scipy_io().loadmat(path)
     for key in ("dataset_joints", "jnt_missing", "pos_gt_src", "headboxes_src"):
         if key not in mat:
@@ -123,7 +123,7 @@ def mpii_layout_help(root: str, image_set: str) -> str:
         f"    annot/{image_set}.json   (official HRNet MPII annotations)\n"
         f"    annot/gt_{image_set}.mat (ground truth with head boxes, for PCKh; not for the test split)\n"
         "    images/<image from the json, e.g. 015601864.jpg>\n"
-        "(see data/README.md)"
+        "(see README.md, section MPII)"
     )
 
 
