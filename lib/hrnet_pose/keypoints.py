@@ -134,6 +134,10 @@ MPII_SKELETON = (
     (8, 13), (13, 14), (14, 15),
 )
 
+# The same 16 joints as the official MPII ground truth file (gt_valid.mat, `dataset_joints`) names them.
+MPII_MAT_NAMES = ("rank", "rkne", "rhip", "lhip", "lkne", "lank", "pelv", "thor", "neck", "head", "rwri", "relb",
+                  "rsho", "lsho", "lelb", "lwri")
+
 MPII_COLORS = tuple(
     _LEFT if n.startswith("left") else _RIGHT if n.startswith("right") else _CENTRE for n in MPII_NAMES
 )

@@ -14,14 +14,10 @@ import scipy.io
 from hrnet_pose.codecs.heatmap import HeatmapCodec
 from hrnet_pose.config import load_config
 from hrnet_pose.datasets.build import build_dataloader, build_dataset
-from hrnet_pose.datasets.mpii import (
-    MpiiAnnotationError,
-    MpiiKeypoints,
-    load_gt_mat,
-    mpii_center_scale,
-)
+from hrnet_pose.datasets.mpii import MpiiAnnotationError, MpiiKeypoints, mpii_center_scale
 from hrnet_pose.datasets.synthetic_mpii import generate_synthetic_mpii
 from hrnet_pose.datasets.transforms import AugmentationConfig
+from hrnet_pose.evaluation.mpii import load_gt_mat
 from hrnet_pose.keypoints import MPII16
 from hrnet_pose.models import build_model
 

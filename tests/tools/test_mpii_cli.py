@@ -13,10 +13,9 @@ import scipy.io
 import torch
 
 from hrnet_pose.config import load_config
-from hrnet_pose.datasets.mpii import load_gt_mat
 from hrnet_pose.datasets.synthetic_mpii import generate_synthetic_mpii
 from hrnet_pose.errors import run_cli
-from hrnet_pose.evaluation.mpii import STATS_NAMES, evaluate_pckh
+from hrnet_pose.evaluation.mpii import STATS_NAMES, evaluate_pckh, load_gt_mat
 from hrnet_pose.models import build_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -5,7 +5,7 @@ Layout (the official `data/mpii`, its json annotations converted from the MATLAB
                                      "joints": [[x, y] x 16], "joints_vis": [0/1 x 16]}, ...]  (1-based pixels)
     root/annot/gt_<image_set>.mat  ground truth with head boxes for the PCKh evaluation (evaluation.mpii): keys
                                    dataset_joints (1x16 names), jnt_missing [16, N], pos_gt_src [16, 2, N] and
-                                   headboxes_src [2, 2, N] (top-left, bottom-right); read by `load_gt_mat`
+                                   headboxes_src [2, 2, N] (top-left, bottom-right); written by `write_gt_mat`
     root/images/<image>
 The test split has no "joints"; its persons get zero joints.
 
@@ -23,14 +23,13 @@ appearance), center, scale, rotation, score (1), joints, joints_vis (crop pixels
 import json
 import logging
 import os
-from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from ..errors import UserError
 from ..fileio import atomic_write
-from ..keypoints import MPII16, KeypointSet, get_keypoint_set
+from ..keypoints import MPII16, MPII_MAT_NAMES, KeypointSet, get_keypoint_set
 from .coco import CocoKeypoints
 from .transforms import AugmentationConfig, Photometric
 
@@ -40,79 +39,25 @@ CENTER_SHIFT = 15.0  # official: the annotated centre is moved down by 15 x scal
 SCALE_PADDING = 1.25  # official: the annotated scale is enlarged by this
 
 
-NUM_JOINTS = 16
-# Joint names of gt_<set>.mat, in the MPII order (keypoints.MPII16).
-GT_JOINT_NAMES = ("rank", "rkne", "rhip", "lhip", "lkne", "lank", "pelv", "thor", "neck", "head", "rwri", "relb",
-                  "rsho", "lsho", "lelb", "lwri")
+NUM_JOINTS = MPII16.num_keypoints
 
 
 class MpiiAnnotationError(UserError, ValueError):
     """An MPII annotation json is missing or one of its entries is malformed."""
 
 
-class MpiiGroundTruthError(UserError, ValueError):
-    """A gt_<set>.mat is malformed or does not match the predictions."""
+def write_gt_mat(path: str, joints: np.ndarray, missing: np.ndarray, headboxes: np.ndarray) -> None:
+    """Write a gt_<set>.mat in the official layout (module docstring) from per-person arrays, atomically: joints
+    [N, 16, 2] and headboxes [N, 2, 2] ((x1, y1), (x2, y2)) in 1-based pixels, missing [N, 16] bool.
+    `evaluation.mpii.load_gt_mat` reads it back, as the official evaluation reads the released file."""
+    import scipy.io
 
-
-def scipy_io():
-    """scipy.io, with an error that says how to install it (MPII's .mat files need it)."""
-    try:
-        import scipy.io
-    except ImportError as err:
-        raise ImportError("MPII evaluation reads and writes MATLAB .mat files with scipy: pip install scipy") from err
-    return scipy.io
-
-
-@dataclass(frozen=True)
-class MpiiGroundTruth:
-    """The content of gt_<set>.mat, per person: joints [N, 16, 2] float64 (1-based pixels), missing [N, 16] bool,
-    headboxes [N, 2, 2] float64 ((x1, y1), (x2, y2)) and the 16 joint names of the file."""
-
-    joints: np.ndarray
-    missing: np.ndarray
-    headboxes: np.ndarray
-    joint_names: Sequence[str] = GT_JOINT_NAMES
-
-    def __len__(self) -> int:
-        return len(self.joints)
-
-    def to_mat_dict(self) -> Dict[str, np.ndarray]:
-        """The arrays in the layout of the released gt_<set>.mat (for `scipy.io.savemat`)."""
-        names = np.empty((1, NUM_JOINTS), dtype=object)
-        names[0, :] = list(self.joint_names)
-        return {"dataset_joints": names, "jnt_missing": self.missing.T.astype(np.float64),
-                "pos_gt_src": np.transpose(self.joints, (1, 2, 0)).astype(np.float64),
-                "headboxes_src": np.transpose(self.headboxes, (1, 2, 0)).astype(np.float64)}
-
-
-def load_gt_mat(path: str) -> MpiiGroundTruth:
-    """Read gt_<set>.mat (layout in the module docstring); errors name the file and the key at fault."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"MPII ground truth not found: {path} (gt_<DATASET.TEST_SET>.mat from the official "
-                                "annotations, in DATASET.ROOT/annot/; see README.md, section MPII)")
-    mat = scipy_io().loadmat(path)
-    for key in ("dataset_joints", "jnt_missing", "pos_gt_src", "headboxes_src"):
-        if key not in mat:
-            raise MpiiGroundTruthError(f"{path}: no '{key}' (expected dataset_joints, jnt_missing, pos_gt_src, "
-                                       "headboxes_src)")
-    names = tuple(str(np.squeeze(n)) for n in np.asarray(mat["dataset_joints"]).ravel())
-    if sorted(names) != sorted(GT_JOINT_NAMES):
-        raise MpiiGroundTruthError(f"{path}: dataset_joints is {list(names)}; expected the 16 MPII joints "
-                                   f"{list(GT_JOINT_NAMES)}")
-    pos, missing, boxes = mat["pos_gt_src"], mat["jnt_missing"], mat["headboxes_src"]
-    n = pos.shape[-1] if pos.ndim == 3 else -1
-    if pos.shape != (NUM_JOINTS, 2, n) or missing.shape != (NUM_JOINTS, n) or boxes.shape != (2, 2, n):
-        raise MpiiGroundTruthError(f"{path}: shapes pos_gt_src {pos.shape}, jnt_missing {missing.shape}, "
-                                   f"headboxes_src {boxes.shape}; expected [16, 2, N], [16, N], [2, 2, N]")
-    return MpiiGroundTruth(joints=np.transpose(pos, (2, 0, 1)).astype(np.float64),
-                           missing=missing.T.astype(bool), headboxes=np.transpose(boxes, (2, 0, 1)).astype(np.float64),
-                           joint_names=names)
-
-
-def write_gt_mat(gt: MpiiGroundTruth, path: str) -> None:
-    """Write `gt` as a gt_<set>.mat that `load_gt_mat` and the official evaluation read (atomically)."""
-    sio = scipy_io()
-    atomic_write(path, lambda f: sio.savemat(f, gt.to_mat_dict()), binary=True)
+    names = np.empty((1, NUM_JOINTS), dtype=object)
+    names[0, :] = list(MPII_MAT_NAMES)
+    mat = {"dataset_joints": names, "jnt_missing": np.asarray(missing, dtype=np.float64).T,
+           "pos_gt_src": np.transpose(np.asarray(joints, dtype=np.float64), (1, 2, 0)),
+           "headboxes_src": np.transpose(np.asarray(headboxes, dtype=np.float64), (1, 2, 0))}
+    atomic_write(path, lambda f: scipy.io.savemat(f, mat), binary=True)
 
 
 def mpii_layout_help(root: str, image_set: str) -> str:
@@ -207,7 +152,7 @@ class MpiiKeypoints(CocoKeypoints):
         self.codec = codec
         self.keypoint_set: KeypointSet = get_keypoint_set(keypoint_set)
         self.num_joints = self.keypoint_set.num_keypoints
-        if self.num_joints != MPII16.num_keypoints:
+        if self.num_joints != NUM_JOINTS:
             raise MpiiAnnotationError(f"the MPII dataset has 16 joints but the keypoint set '{self.keypoint_set.name}' "
                                       f"has {self.num_joints}: use DATASET.KEYPOINT_SET '' or 'mpii'")
         self.use_gt_bbox = True  # MPII evaluation always uses the annotated boxes (there is no detector file)

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..fileio import write_json_atomic
 from ..geometry import PIXEL_STD
-from .mpii import CENTER_SHIFT, MpiiGroundTruth, write_gt_mat
+from .mpii import CENTER_SHIFT, write_gt_mat
 from .synthetic import _HEAD_RADIUS, _render_image, write_jpeg
 
 logger = logging.getLogger(__name__)
@@ -108,9 +108,8 @@ def generate_synthetic_mpii(
     args = (seed, size, max_people, occluder_prob, jpeg_quality)
     _write_split(out_dir, "train", num_train, *args)
     val = _write_split(out_dir, "valid", num_val, *args)
-    gt = MpiiGroundTruth(joints=np.stack([p["joints"] for p in val]), missing=np.stack([~p["vis"] for p in val]),
-                         headboxes=np.stack([p["headbox"] for p in val]))
-    write_gt_mat(gt, os.path.join(out_dir, "annot", "gt_valid.mat"))
+    write_gt_mat(os.path.join(out_dir, "annot", "gt_valid.mat"), np.stack([p["joints"] for p in val]),
+                 np.stack([~p["vis"] for p in val]), np.stack([p["headbox"] for p in val]))
     logger.info("synthetic MPII dataset written to %s (%d train, %d valid images, seed %d)", out_dir, num_train,
                 num_val, seed)
     return out_dir

@@ -21,9 +21,9 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from ..codecs.heatmap import FLIP_ALIGNMENT_TEXT, REFINEMENT_TEXT
-from ..datasets.mpii import MpiiKeypoints, load_gt_mat
+from ..datasets.mpii import MpiiKeypoints
 from ..evaluation.coco_keypoints import BACKENDS, CocoKeypointEvaluator, describe_protocol, format_results_table
-from ..evaluation.mpii import PCKH_PROTOCOL, MpiiPCKhEvaluator
+from ..evaluation.mpii import PCKH_PROTOCOL, MpiiPCKhEvaluator, load_gt_mat
 from ..evaluation.pck import accuracy
 from ..fileio import write_json_atomic
 from .checkpoint import unwrap_model

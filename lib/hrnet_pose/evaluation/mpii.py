@@ -14,7 +14,7 @@ Official details that the numbers depend on, kept here:
 Where the official code divides by zero (a joint that is never annotated in the set) it returns NaN for that joint and
 for both means; here that joint's own value is NaN and the means are taken over the annotated joints.
 
-Ground truth: `datasets.mpii.MpiiGroundTruth`, read from the official `gt_<set>.mat` by `datasets.mpii.load_gt_mat`.
+Ground truth: `MpiiGroundTruth`, read from the official `gt_<set>.mat` (layout in `datasets.mpii`) by `load_gt_mat`.
 Predictions: [N, 16, 2] in the order of the annotation json (the order of `gt_<set>.mat`).
 `write_pred_mat` writes the official `pred.mat` ({'preds': [N, 16, 2] 1-based}) for the MPII test server.
 """
@@ -22,12 +22,14 @@ Predictions: [N, 16, 2] in the order of the annotation json (the order of `gt_<s
 import logging
 import os
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from ..datasets.mpii import NUM_JOINTS, MpiiGroundTruth, MpiiGroundTruthError, scipy_io
+from ..errors import UserError
 from ..fileio import atomic_write
+from ..keypoints import MPII16, MPII_MAT_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +37,7 @@ SC_BIAS = 0.6  # the head size is this fraction of the head box diagonal
 THRESHOLDS = np.arange(0, 0.5 + 0.01, 0.01)  # the official range of PCKh thresholds
 MEAN_AT_01_INDEX = 11  # official: THRESHOLDS[11] is 0.11 (see the module docstring)
 EXCLUDED_FROM_MEAN = (6, 7)  # pelvis and thorax (positions in the MPII order)
-# The reported groups, by the joint names of gt_<set>.mat (datasets.mpii.GT_JOINT_NAMES).
+# The reported groups, by the joint names of gt_<set>.mat (keypoints.MPII_MAT_NAMES).
 GROUPS = (("Head", ("head",)), ("Shoulder", ("lsho", "rsho")), ("Elbow", ("lelb", "relb")),
           ("Wrist", ("lwri", "rwri")), ("Hip", ("lhip", "rhip")), ("Knee", ("lkne", "rkne")),
           ("Ankle", ("lank", "rank")))
@@ -43,6 +45,51 @@ STATS_NAMES = [name for name, _ in GROUPS] + ["Mean", "Mean@0.1"]
 PCKH_PROTOCOL = ("MPII PCKh@0.5: head size 0.6 x head box diagonal, Mean without pelvis and thorax, Mean@0.1 at "
                  "threshold 0.11 (official)")
 PERF_NAME = "Mean"  # the number that picks the best model, as the official `perf_indicator`
+NUM_JOINTS = MPII16.num_keypoints
+
+
+class MpiiGroundTruthError(UserError, ValueError):
+    """A gt_<set>.mat is malformed or does not match the predictions."""
+
+
+@dataclass(frozen=True)
+class MpiiGroundTruth:
+    """The content of gt_<set>.mat, per person: joints [N, 16, 2] float64 (1-based pixels), missing [N, 16] bool,
+    headboxes [N, 2, 2] float64 ((x1, y1), (x2, y2)) and the 16 joint names of the file."""
+
+    joints: np.ndarray
+    missing: np.ndarray
+    headboxes: np.ndarray
+    joint_names: Sequence[str] = MPII_MAT_NAMES
+
+    def __len__(self) -> int:
+        return len(self.joints)
+
+
+def load_gt_mat(path: str) -> MpiiGroundTruth:
+    """Read gt_<set>.mat (layout in `datasets.mpii`); errors name the file and the key at fault."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"MPII ground truth not found: {path} (gt_<DATASET.TEST_SET>.mat from the official "
+                                "annotations, in DATASET.ROOT/annot/; see README.md, section MPII)")
+    import scipy.io
+
+    mat = scipy.io.loadmat(path)
+    for key in ("dataset_joints", "jnt_missing", "pos_gt_src", "headboxes_src"):
+        if key not in mat:
+            raise MpiiGroundTruthError(f"{path}: no '{key}' (expected dataset_joints, jnt_missing, pos_gt_src, "
+                                       "headboxes_src)")
+    names = tuple(str(np.squeeze(n)) for n in np.asarray(mat["dataset_joints"]).ravel())
+    if sorted(names) != sorted(MPII_MAT_NAMES):
+        raise MpiiGroundTruthError(f"{path}: dataset_joints is {list(names)}; expected the 16 MPII joints "
+                                   f"{list(MPII_MAT_NAMES)}")
+    pos, missing, boxes = mat["pos_gt_src"], mat["jnt_missing"], mat["headboxes_src"]
+    n = pos.shape[-1] if pos.ndim == 3 else -1
+    if pos.shape != (NUM_JOINTS, 2, n) or missing.shape != (NUM_JOINTS, n) or boxes.shape != (2, 2, n):
+        raise MpiiGroundTruthError(f"{path}: shapes pos_gt_src {pos.shape}, jnt_missing {missing.shape}, "
+                                   f"headboxes_src {boxes.shape}; expected [16, 2, N], [16, N], [2, 2, N]")
+    return MpiiGroundTruth(joints=np.transpose(pos, (2, 0, 1)).astype(np.float64),
+                           missing=missing.T.astype(bool), headboxes=np.transpose(boxes, (2, 0, 1)).astype(np.float64),
+                           joint_names=names)
 
 
 def to_one_based(preds: np.ndarray) -> np.ndarray:
@@ -55,9 +102,10 @@ def write_pred_mat(preds: np.ndarray, path: str) -> str:
     preds = np.asarray(preds)
     if preds.ndim != 3 or preds.shape[1] != NUM_JOINTS or preds.shape[2] < 2:
         raise ValueError(f"preds must be [N, {NUM_JOINTS}, 2], got shape {preds.shape}")
-    sio = scipy_io()
+    import scipy.io
+
     one_based = to_one_based(preds)
-    atomic_write(path, lambda f: sio.savemat(f, {"preds": one_based}), binary=True)
+    atomic_write(path, lambda f: scipy.io.savemat(f, {"preds": one_based}), binary=True)
     return path
 
 
