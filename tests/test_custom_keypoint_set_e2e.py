@@ -10,7 +10,7 @@ import torch
 
 from hrnet_pose.codecs.heatmap import HeatmapCodec
 from hrnet_pose.datasets import CocoKeypoints
-from hrnet_pose.engine.inference import flip_back
+from hrnet_pose.codecs.flip import flip_back
 from hrnet_pose.evaluation.coco_keypoints import CocoKeypointEvaluator
 from hrnet_pose.keypoints import load_keypoint_set
 

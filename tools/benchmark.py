@@ -17,7 +17,7 @@ the data pipeline per core (DATASET.FAST_DECODE off/on) and inference latency of
         --batch 1 --threads 2 --json cpu.json [--parts eval data infer] [--routes official folded_cl onnxruntime ...]
 
 int8 onnxruntime against fp32 on TRAINED weights (error in crop and image pixels, OKS AP on the val split with GT
-boxes, one row per quantisation setting; hrnet_pose.engine.int8_validation):
+boxes, one row per quantisation setting; hrnet_pose.benchmarks.int8):
 
     python tools/benchmark.py --cfg experiments/synthetic/quickstart.yaml --mode int8 \
         --weights tests/fixtures/synthetic_quickstart_hrnet.pth --threads 1 [--calibration 32] [--json int8.json]
@@ -34,8 +34,8 @@ import torch
 
 from hrnet_pose.config import load_config
 from hrnet_pose.datasets.build import build_dataloader, build_dataset
-from hrnet_pose.engine.benchmark import benchmark_backend, benchmark_loader, benchmark_model
-from hrnet_pose.engine.step_benchmark import benchmark_train_step, format_step_table
+from hrnet_pose.benchmarks.model_speed import benchmark_backend, benchmark_loader, benchmark_model
+from hrnet_pose.benchmarks.train_step import benchmark_train_step, format_step_table
 from hrnet_pose.errors import UserError, run_cli
 from hrnet_pose.fileio import write_json_atomic
 from hrnet_pose.models import build_model
@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
                         default=["eval", "data", "infer"], help="cpu mode: which comparisons to run (data_cold: the "
                         "training data pipeline reading from the disk, page cache dropped; Linux, root)")
     parser.add_argument("--routes", nargs="+", default=None, help="cpu mode: inference routes (default: all of "
-                                                                     "hrnet_pose.engine.cpu_inference.ROUTES)")
+                                                                     "hrnet_pose.benchmarks.cpu_routes.ROUTES)")
     parser.add_argument("--data-root", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
                                                             "fixtures", "coco_real_mini"),
                         help="cpu mode: real COCO images for the data pipeline and the inference crops")
@@ -150,8 +150,8 @@ def _compare_backends(cfg, args, device: torch.device, input_hw, batches) -> lis
     """Inference latency of the same model in each requested runtime, alternating per batch size so that machine
     load drifts hit both alike. The .onnx export lives in a temporary folder."""
     from hrnet_pose.apis.backends import TorchBackend
-    from hrnet_pose.apis.export import export_onnx
-    from hrnet_pose.apis.onnx_backend import OnnxRuntimeBackend
+    from hrnet_pose.deploy.export import export_onnx
+    from hrnet_pose.deploy.onnx_backend import OnnxRuntimeBackend
 
     model = build_model(cfg).eval()
     rows = []
@@ -169,15 +169,15 @@ def _compare_backends(cfg, args, device: torch.device, input_hw, batches) -> lis
 
 
 def _cpu_side_by_side(cfg, args) -> int:
-    """--mode cpu: every figure plain and fast in one run (hrnet_pose.engine.cpu_benchmark)."""
+    """--mode cpu: every figure plain and fast in one run (hrnet_pose.benchmarks.cpu)."""
     import platform
 
     import cv2
     import numpy as np
     import onnxruntime
 
-    from hrnet_pose.engine.cpu_benchmark import format_rows, run_cpu_benchmark
-    from hrnet_pose.engine.cpu_inference import ROUTES
+    from hrnet_pose.benchmarks.cpu import format_rows, run_cpu_benchmark
+    from hrnet_pose.benchmarks.cpu_routes import ROUTES
     from hrnet_pose.models import load_weights
 
     threads = args.threads or torch.get_num_threads()
@@ -204,10 +204,10 @@ def _cpu_side_by_side(cfg, args) -> int:
 
 def _int8_validation(cfg, args) -> int:
     """--mode int8: fp32 and int8 onnxruntime on trained weights, error and AP per setting
-    (hrnet_pose.engine.int8_validation)."""
+    (hrnet_pose.benchmarks.int8)."""
     import onnxruntime
 
-    from hrnet_pose.engine.int8_validation import format_int8_rows, validate_int8
+    from hrnet_pose.benchmarks.int8 import format_int8_rows, validate_int8
 
     weights = args.weights or cfg.TEST.MODEL_FILE
     if not weights:
@@ -226,9 +226,9 @@ def _int8_validation(cfg, args) -> int:
 
 
 def _demo_side_by_side(cfg, args) -> int:
-    """--mode demo: the official demo's schedule against ours on a synthetic 720p clip (hrnet_pose.apis.demo_benchmark;
+    """--mode demo: the official demo's schedule against ours on a synthetic 720p clip (hrnet_pose.benchmarks.demo;
     --det-model picks the torchvision detector, run with random weights: same compute, boxes from the clip)."""
-    from hrnet_pose.apis.demo_benchmark import format_demo_table, run_demo_benchmark
+    from hrnet_pose.benchmarks.demo import format_demo_table, run_demo_benchmark
 
     rows = run_demo_benchmark(cfg, args.det_model, num_frames=args.iters, device=str(args.device))
     print(f"demo schedules, config {args.cfg}, detector {args.det_model} (random weights), device {args.device} "

@@ -16,9 +16,9 @@ import time
 from typing import List, Optional, Sequence
 
 from hrnet_pose.apis import zoo
-from hrnet_pose.apis.export import check_onnx, export_onnx
-from hrnet_pose.apis.onnx_backend import CONFIG_KEY, ZOO_KEY
-from hrnet_pose.config import load_config, merge_opts
+from hrnet_pose.deploy.export import check_onnx, export_onnx
+from hrnet_pose.deploy.onnx_backend import CONFIG_KEY, ZOO_KEY
+from hrnet_pose.config import load_config
 from hrnet_pose.errors import UserError, run_cli
 from hrnet_pose.models import build_model, load_weights
 
@@ -57,10 +57,7 @@ def main(argv: Optional[Sequence[str]] = None) -> float:
         if name:
             cfg = zoo.merge_entry(cfg, name)
     elif name:
-        cfg = zoo.entry_config(name).clone()
-        cfg.defrost()
-        merge_opts(cfg, args.opts)
-        cfg.freeze()
+        cfg = load_config(zoo.entry_config(name), args.opts)
     else:
         raise UserError("--cfg is needed unless --weights is a model zoo name "
                         f"(one of: {', '.join(sorted(zoo.ZOO))})")

@@ -11,7 +11,7 @@ import argparse
 import logging
 import sys
 
-from hrnet_pose.apis.vis_dataset import visualize_coco_dataset
+from hrnet_pose.datasets.vis_dataset import visualize_coco_dataset
 from hrnet_pose.errors import run_cli
 
 

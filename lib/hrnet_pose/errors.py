@@ -15,7 +15,7 @@ import sys
 import traceback
 from typing import Any, Callable, List, Optional, Sequence
 
-__all__ = ["UserError", "is_user_error", "run_cli", "format_user_error", "DEBUG_ENV", "EXIT_USER_ERROR"]
+__all__ = ["UserError", "CheckpointMismatchError", "is_user_error", "run_cli", "format_user_error", "DEBUG_ENV", "EXIT_USER_ERROR"]
 
 DEBUG_ENV = "HRNET_POSE_DEBUG"
 DEBUG_FLAG = "--debug"
@@ -41,6 +41,10 @@ class UserError(Exception):
         super().__init__(*args)
         if hint is not None:
             self.hint = hint
+
+
+class CheckpointMismatchError(UserError, RuntimeError):
+    """A checkpoint does not fit the model; the message lists what is missing, unexpected or mis-shaped."""
 
 
 def _text(err: BaseException) -> str:

@@ -9,7 +9,7 @@ import pytest
 
 from hrnet_pose.apis.estimator import PoseEstimator
 from hrnet_pose.apis.stream import StreamPoseEstimator
-from hrnet_pose.apis.tracking import PoseTracker
+from hrnet_pose.streams.tracking import PoseTracker
 from hrnet_pose.datasets.synthetic import synthetic_video
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -20,6 +20,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 EXPERIMENTS = os.path.join(REPO, "experiments")
 IMAGE = os.path.join(REPO, "tests", "fixtures", "coco_real_mini", "images")
 PARAMS = {32: 28_536_113, 48: 63_595_745}  # official pose_hrnet_w32 / w48 (tests/models/test_pose_hrnet.py)
+LITE_PARAMS = {18: 1_130_769, 30: 1_763_717}  # MMPose 1.3.2 LiteHRNet + HeatmapHead (tests/fixtures/SOURCES.md)
+HRNET_NAMES = sorted(n for n, e in zoo.ZOO.items() if n.startswith("hrnet_") and e.dataset == "coco")
+LITE_NAMES = sorted(n for n in zoo.ZOO if n.startswith("litehrnet_"))
 
 
 @pytest.fixture()
@@ -41,6 +44,7 @@ def _variant(name):
 def test_table_covers_widths_sizes_and_variants():
     expected = {f"hrnet_w{w}_{s}{v}" for w in (32, 48) for s in ("256x192", "384x288")
                 for v in ("", "_dark", "_udp", "_official")}
+    expected |= {f"litehrnet_{d}_{s}" for d in (18, 30) for s in ("256x192", "384x288")}
     assert set(COCO_NAMES) == expected
     for entry in (zoo.ZOO[n] for n in COCO_NAMES):
         if _variant(entry.name) == "official":
@@ -51,10 +55,10 @@ def test_table_covers_widths_sizes_and_variants():
             # MMPose's publish_model names a file <stem>-<first 8 hex digits of its SHA-256>[_<date>].pth
             assert re.fullmatch(r"[0-9a-f]{8}", entry.hash_prefix) and f"-{entry.hash_prefix}" in entry.filename
             assert entry.ap_source.startswith("https://github.com/open-mmlab/mmpose/")
-        assert 74.0 < entry.reported_ap < 78.0
+        assert 74.0 < entry.reported_ap < 78.0 if entry.name.startswith("hrnet_") else 64.0 < entry.reported_ap < 71.0
 
 
-@pytest.mark.parametrize("name", COCO_NAMES)
+@pytest.mark.parametrize("name", HRNET_NAMES)
 def test_entry_builds_offline_with_its_architecture_and_decoder(name):
     entry = zoo.get_entry(name)
     cfg = zoo.entry_config(name)
@@ -80,12 +84,41 @@ def test_entry_builds_offline_with_its_architecture_and_decoder(name):
         assert (cfg.CODEC.UDP, cfg.CODEC.DECODER, cfg.CODEC.DARK_BLUR_KERNEL, cfg.TEST.SHIFT_HEATMAP) == \
             (False, "dark", 11, True)
         assert codec.flip_shift and codec.refinement == "dark" and codec.unbiased_encoding
-    else:  # MMPose UDPHeatmap: UDP warp and encoding, DARK-style refinement, flipped heatmaps never shifted
+    else:  # MMPose 1.x UDPHeatmap: UDP warp and encoding, its DARK-UDP refinement, flipped heatmaps never shifted
         assert (cfg.CODEC.UDP, cfg.CODEC.DECODER, cfg.CODEC.DARK_BLUR_KERNEL, cfg.TEST.SHIFT_HEATMAP,
-                cfg.TEST.POST_PROCESS) == (True, "dark", 11, False, False)
-        assert codec.use_udp and not codec.flip_shift and codec.refinement == "dark_udp"
+                cfg.TEST.POST_PROCESS) == (True, "dark_udp_mmpose", 11, False, False)
+        assert codec.use_udp and not codec.flip_shift and codec.refinement == "dark_udp_mmpose"
+        assert entry.source == "MMPose 1.x model zoo" and entry.decoder == "udp+dark (MMPose 1.x)"
     model = build_model(cfg)
     assert sum(p.numel() for p in model.parameters()) == PARAMS[width]
+
+
+@pytest.mark.parametrize("name", LITE_NAMES)
+def test_litehrnet_entry_builds_offline_as_its_yaml_and_mmpose_tests_it(name):
+    """Architecture and input as the repository's Lite-HRNet yaml; MMPose's test settings (MSRAHeatmap decoding with
+    the quarter offset, flip test with the shifted heatmap); the MMPose 0.x file with its hash prefix."""
+    entry = zoo.get_entry(name)
+    cfg = zoo.entry_config(name)
+    ref = load_config(os.path.join(EXPERIMENTS, entry.arch_cfg))
+    assert entry.arch_cfg == f"coco/litehrnet/{name}.yaml"
+    assert cfg.MODEL.NAME == ref.MODEL.NAME == "lite_hrnet"
+    for key in ("LITE_HRNET", "FINAL_CONV_KERNEL"):
+        assert cfg.MODEL.EXTRA[key] == ref.MODEL.EXTRA[key], key
+    for key in ("NUM_JOINTS", "IMAGE_SIZE", "HEATMAP_SIZE", "SIGMA"):
+        assert cfg.MODEL[key] == ref.MODEL[key], key
+    for key in ("FLIP_TEST", "POST_PROCESS", "SHIFT_HEATMAP"):
+        assert cfg.TEST[key] == ref.TEST[key] is True, key
+    assert cfg.DATASET.COLOR_RGB and not cfg.CODEC.UDP and cfg.CODEC.DECODER == "default"
+    codec = build_codec(cfg)
+    assert codec.flip_shift and codec.refinement == "quarter_offset" and entry.decoder == "default"
+    depth, size = int(name.split("_")[1]), name.split("_")[2]
+    assert entry.url == f"https://download.openmmlab.com/mmpose/top_down/litehrnet/{entry.filename}"
+    assert entry.filename.startswith(f"litehrnet{depth}_coco_{size}-{entry.hash_prefix}_")
+    assert entry.source == "MMPose 0.x model zoo" and entry.ap_source.endswith("/coco/litehrnet_coco.md")
+    assert entry.reported_ap == {"litehrnet_18_256x192": 64.2, "litehrnet_18_384x288": 67.6,
+                                 "litehrnet_30_256x192": 67.6, "litehrnet_30_384x288": 70.0}[name]
+    model = build_model(cfg)
+    assert sum(p.numel() for p in model.parameters()) == LITE_PARAMS[depth]
 
 
 def test_unknown_name_lists_the_valid_ones():

@@ -41,6 +41,11 @@ def test_official_yamls_merge_unchanged_and_build_a_16_joint_model():
         cfg = load_config(path)
         assert cfg.DATASET.DATASET == "mpii" and cfg.DATASET.KEYPOINT_SET == "mpii" and cfg.MODEL.NUM_JOINTS == 16
         assert cfg.DATASET.TEST_SET == "valid" and cfg.MODEL.IMAGE_SIZE == [256, 256]
+    # only a config that names its dataset gets MPII-16: DATASET.DATASET's default is also 'mpii' (the official
+    # default), and configs that never mention it (zoo entries, inference configs) keep COCO-17
+    assert load_config(None).DATASET.KEYPOINT_SET == ""
+    assert load_config(None, ["DATASET.DATASET", "mpii"]).DATASET.KEYPOINT_SET == "mpii"
+    assert load_config(OFFICIAL[0], ["DATASET.KEYPOINT_SET", "coco"]).DATASET.KEYPOINT_SET == "coco"
     model = build_model(load_config(OFFICIAL[0]))
     # official pose_hrnet_w32 (28,536,113 parameters with 17 joints) less one output channel: 32 weights + 1 bias
     assert sum(p.numel() for p in model.parameters()) == 28_536_113 - 33

@@ -43,9 +43,10 @@ def _trainer(root, out, opts, bad):
 GUARDS = pytest.mark.parametrize("guard", [[], ["ENGINE.FUSED_OPTIMIZER", "True"]], ids=["host", "device"])
 
 
+@pytest.mark.parametrize("ema", [[], ["ENGINE.EMA_DECAY", "0.9"]], ids=["no-ema", "ema"])
 @GUARDS
-def test_poisoned_batch_is_skipped_and_training_continues(tiny_synthetic_root, tmp_path, guard):
-    trainer = _trainer(tiny_synthetic_root, str(tmp_path), guard, bad=[0])
+def test_poisoned_batch_is_skipped_and_training_continues(tiny_synthetic_root, tmp_path, guard, ema):
+    trainer = _trainer(tiny_synthetic_root, str(tmp_path), guard + ema, bad=[0])
     before = ckpt_io.bare_state_dict(trainer.model)
     result = trainer.fit()
     assert result["nonfinite_steps"] == 1  # 16 samples, batch 8: one of the two batches holds sample 0
@@ -74,3 +75,14 @@ def test_consecutive_failures_stop_with_clear_message(tiny_synthetic_root, tmp_p
     with pytest.raises(NonFiniteLossError, match="MAX_NONFINITE=2"):
         trainer.fit()
     assert not os.path.exists(os.path.join(trainer.paths.output_dir, "model_best.pth"))
+
+
+def test_non_finite_weights_are_never_saved_as_a_model_file(tmp_path):
+    state = {"final_layer.weight": torch.ones(2, 3), "final_layer.bias": torch.tensor([0.0, float("nan")])}
+    path = str(tmp_path / "final_state.pth")
+    with pytest.raises(ckpt_io.NonFiniteWeightsError, match="final_layer.bias"):
+        ckpt_io.save_weights(state, path)
+    assert os.listdir(tmp_path) == []  # neither the file nor a temporary one is left
+    state["final_layer.bias"] = torch.zeros(2)
+    ckpt_io.save_weights(state, path)
+    assert torch.equal(torch.load(path, weights_only=True)["final_layer.bias"], torch.zeros(2))

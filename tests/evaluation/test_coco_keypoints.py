@@ -18,6 +18,8 @@ from hrnet_pose.evaluation import (
 from hrnet_pose.geometry import box_to_center_scale
 from hrnet_pose.keypoints import load_keypoint_set
 
+OFFICIAL_OKS_THRE = 0.9  # TEST.OKS_THRE of the official COCO yamls, which made the reference numbers
+
 FIX = Path(__file__).resolve().parents[1] / "fixtures"
 MINI = FIX / "coco_real_mini"
 VAL_ANN = MINI / "annotations" / "person_keypoints_mini_val2017.json"
@@ -49,7 +51,7 @@ def _feed(evaluator, ref, case, index=None, sample_ids=None):
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_matches_official_evaluate(ref, case, tmp_path):
-    ev = CocoKeypointEvaluator(str(VAL_ANN), use_gt_bbox=CASES[case][3])
+    ev = CocoKeypointEvaluator(str(VAL_ANN), use_gt_bbox=CASES[case][3], oks_thre=OFFICIAL_OKS_THRE)
     _feed(ev, ref, case)
     stats = ev.evaluate(output_dir=str(tmp_path), name="val2017")
     assert list(stats.keys()) == STATS_NAMES
@@ -69,7 +71,7 @@ def test_matches_official_evaluate(ref, case, tmp_path):
 
 
 def test_distributed_merge_gives_the_same_result(ref):
-    single = CocoKeypointEvaluator(str(VAL_ANN), use_gt_bbox=False)
+    single = CocoKeypointEvaluator(str(VAL_ANN), use_gt_bbox=False, oks_thre=OFFICIAL_OKS_THRE)
     _feed(single, ref, "det", sample_ids=np.arange(118))
     expected = single.evaluate()
 
@@ -77,10 +79,10 @@ def test_distributed_merge_gives_the_same_result(ref):
     ranks = []
     for r in range(2):
         idx = np.concatenate([np.arange(r, 118, 2), [0]])
-        ev = CocoKeypointEvaluator(str(VAL_ANN), use_gt_bbox=False)
+        ev = CocoKeypointEvaluator(str(VAL_ANN), use_gt_bbox=False, oks_thre=OFFICIAL_OKS_THRE)
         _feed(ev, ref, "det", index=idx, sample_ids=idx)
         ranks.append(ev.state())
-    merged = CocoKeypointEvaluator(str(VAL_ANN), use_gt_bbox=False)
+    merged = CocoKeypointEvaluator(str(VAL_ANN), use_gt_bbox=False, oks_thre=OFFICIAL_OKS_THRE)
     merged.merge_states(ranks)
     assert len(merged) == 118
     assert merged.evaluate() == expected
@@ -100,7 +102,7 @@ def _gt_as_predictions(ann_file):
 @pytest.mark.parametrize("ann_file", [VAL_ANN, ALL_ANN])
 def test_ground_truth_as_predictions_gives_ap_1(ann_file):
     preds, maxvals, centers, scales, ids = _gt_as_predictions(ann_file)
-    ev = CocoKeypointEvaluator(str(ann_file), use_gt_bbox=True)
+    ev = CocoKeypointEvaluator(str(ann_file), use_gt_bbox=True, oks_thre=OFFICIAL_OKS_THRE)
     ev.process(preds, maxvals, centers, scales, np.ones(len(ids)), ids)
     stats = ev.evaluate()
     assert stats["AP"] == pytest.approx(1.0) and stats["AR"] == pytest.approx(1.0)
@@ -120,7 +122,7 @@ def test_peer_results_reproduce_readme_numbers(res_file, ann_file, img_ids, expe
 
 
 def test_img_ids_restriction(ref):
-    ev = CocoKeypointEvaluator(str(VAL_ANN), use_gt_bbox=False, img_ids=[785])
+    ev = CocoKeypointEvaluator(str(VAL_ANN), use_gt_bbox=False, oks_thre=OFFICIAL_OKS_THRE, img_ids=[785])
     _feed(ev, ref, "det")
     restricted = ev.evaluate()
     only_785 = [r for r in ev.results if r["image_id"] == 785]
@@ -204,7 +206,7 @@ def test_faster_coco_eval_backend_gives_identical_numbers(ref):
     pytest.importorskip("faster_coco_eval", reason="faster-coco-eval is not installed (optional backend)")
     stats = {}
     for backend in ("pycocotools", "faster_coco_eval"):
-        ev = CocoKeypointEvaluator(str(VAL_ANN), use_gt_bbox=False, backend=backend)
+        ev = CocoKeypointEvaluator(str(VAL_ANN), use_gt_bbox=False, oks_thre=OFFICIAL_OKS_THRE, backend=backend)
         _feed(ev, ref, "det")
         stats[backend] = ev.evaluate()
     np.testing.assert_allclose(list(stats["faster_coco_eval"].values()), list(stats["pycocotools"].values()),

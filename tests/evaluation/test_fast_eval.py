@@ -19,6 +19,8 @@ from hrnet_pose.evaluation.oks_nms import oks_nms, oks_nms_grouped, rescore
 from hrnet_pose.evaluation.synthetic_eval import make_synthetic_eval
 from hrnet_pose.keypoints import COCO17, load_keypoint_set
 
+OFFICIAL_OKS_THRE = 0.9  # TEST.OKS_THRE of the official COCO yamls, which made the reference numbers
+
 FIX = Path(__file__).resolve().parents[1] / "fixtures"
 MINI = FIX / "coco_real_mini"
 VAL_ANN = MINI / "annotations" / "person_keypoints_mini_val2017.json"
@@ -109,7 +111,7 @@ def test_evaluator_numpy_backend_equals_pycocotools_on_real_fixture():
     ref = np.load(FIX / "official_coco_mini_a_eval.npz")
     stats, results = {}, {}
     for backend in ("numpy", "pycocotools"):
-        ev = CocoKeypointEvaluator(str(VAL_ANN), use_gt_bbox=False, backend=backend)
+        ev = CocoKeypointEvaluator(str(VAL_ANN), use_gt_bbox=False, oks_thre=OFFICIAL_OKS_THRE, backend=backend)
         boxes = ref["eval_det_boxes"]
         ev.process(ref["eval_det_preds"][:, :, :2], ref["eval_det_preds"][:, :, 2:], boxes[:, :2].astype(np.float32),
                    boxes[:, 2:4].astype(np.float32), boxes[:, 5], ref["detdb_image_id"])
@@ -146,7 +148,7 @@ def test_grouped_nms_equals_per_image_nms(synthetic, thresh, in_vis):
 
 def test_results_file_is_the_same_with_and_without_orjson(tmp_path, monkeypatch):
     gt, p = make_synthetic_eval(num_images=40, num_predictions=500, seed=1)
-    ev = CocoKeypointEvaluator(_coco(gt), use_gt_bbox=False)
+    ev = CocoKeypointEvaluator(_coco(gt), use_gt_bbox=False, oks_thre=OFFICIAL_OKS_THRE)
     ev.process(**p)
     ev.evaluate(output_dir=str(tmp_path / "a"))
     monkeypatch.setitem(sys.modules, "orjson", None)  # as if it were not installed

@@ -50,7 +50,10 @@ def test_mmpose_checkpoint_loads_strictly_with_identical_outputs(layout, convert
     assert report.loaded == len(official) and not report.missing_attention
     with torch.no_grad():
         out = model(tiny_official["input"])
-    torch.testing.assert_close(out, tiny_official["output"], atol=1e-5, rtol=1e-4)
+    # reference made on another CPU: float32 summation order of ~40 convolutions (up to 576 terms) differs with the
+    # kernels, about sqrt(40 * 576) * 2^-24 = 9e-6 of the output's scale; 2e-5 of the scale (measured: 7e-7)
+    torch.testing.assert_close(out, tiny_official["output"], atol=2e-5 * float(tiny_official["output"].abs().max()),
+                               rtol=0)
     reference = build_model(load_config(tiny_cfg_path)).eval()
     load_weights(reference, official)
     with torch.no_grad():

@@ -38,6 +38,8 @@ def test_fold_conv_bn_equals_conv_then_bn():
             bn.running_var.uniform_(0.5, 2.0)
         x = torch.randn(2, 5, 9, 11)
         with torch.no_grad():
+            # one 45-term convolution with the BN scale rounded into the weights: a few float32 ulps of the output's
+            # scale (~2), inside atol 1e-5 (measured: 7e-7)
             torch.testing.assert_close(fold_conv_bn(conv, bn)(x), bn(conv(x)), atol=1e-5, rtol=1e-5)
 
 
@@ -51,11 +53,16 @@ def test_folded_official_tiny_model_gives_the_same_heatmaps(tiny_cfg_path, tiny_
     x = tiny_official["input"]
     with torch.no_grad():
         ref, out = model(x), folded(x)
-    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
+    # folded weights are rounded products and the convolutions sum in their own order: over ~40 convolutions of up
+    # to 576 terms about sqrt(40 * 576) * 2^-24 = 9e-6 of the output's scale (~2), so 2e-5 of the scale, not an
+    # absolute 1e-5 (measured: 7e-7 of the scale, AVX2 and AVX-512)
+    torch.testing.assert_close(out, ref, atol=2e-5 * float(ref.abs().max()), rtol=0)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # the original is untouched
     cl = fold_batchnorm(model).to(memory_format=torch.channels_last)
     with torch.no_grad():
-        torch.testing.assert_close(cl(x.contiguous(memory_format=torch.channels_last)), ref, atol=1e-5, rtol=1e-4)
+        # channels_last runs other convolution kernels as well: the same bound
+        torch.testing.assert_close(cl(x.contiguous(memory_format=torch.channels_last)), ref,
+                                   atol=2e-5 * float(ref.abs().max()), rtol=0)
 
 
 @pytest.mark.parametrize("name,left", [("se", 0), ("sk", 1), ("softgate", 0)])
@@ -68,7 +75,8 @@ def test_attention_variants_fold_what_they_can(tiny_cfg_path, name, left):
     folded = fold_batchnorm(model)
     x = torch.randn(1, 3, 96, 64)
     with torch.no_grad():
-        torch.testing.assert_close(folded(x), model(x), atol=1e-5, rtol=1e-4)
+        # as the plain model above: 2e-5 of the output's scale (measured: up to 9e-7 of it)
+        torch.testing.assert_close(folded(x), model(x), atol=2e-5 * float(model(x).abs().max()), rtol=0)
     # SK replaces the 3x3 conv before bn2 with its own module: those BNs stay (one per SK block)
     assert (_count_bn(folded) > 0) == bool(left)
 

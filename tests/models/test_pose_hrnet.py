@@ -36,23 +36,42 @@ def _tiny(tiny_cfg_path, tiny_official):
     return model
 
 
+def _assert_close_to_reference(out: torch.Tensor, ref: torch.Tensor, scale_tol: float) -> None:
+    """`out` equals a reference made on another CPU up to `scale_tol` x the reference's largest magnitude.
+
+    The official outputs were computed in float32 on another machine: the CPU's kernels (AVX2 or AVX-512, oneDNN's
+    algorithm) change the summation order of every convolution, so each output carries rounding relative to the
+    size of the values it was summed from, not to its own size (a near-zero output can be off by 100% of itself).
+    """
+    torch.testing.assert_close(out, ref, atol=scale_tol * float(ref.abs().max()), rtol=0)
+
+
 def test_tiny_official_eval_output(tiny_cfg_path, tiny_official):
     model = _tiny(tiny_cfg_path, tiny_official).eval()
     with torch.no_grad():
         out = model(tiny_official["input"])
-    torch.testing.assert_close(out, tiny_official["output"], atol=1e-5, rtol=1e-4)
+    # ~40 float32 convolutions summing up to 576 terms each: a random walk of rounding of about
+    # sqrt(40 * 576) * 2^-24 = 9e-6 of the values' scale; 2e-5 of the scale bounds it (measured: 7e-7)
+    _assert_close_to_reference(out, tiny_official["output"], 2e-5)
 
 
 def test_tiny_official_train_mode_output_and_bn_buffers(tiny_cfg_path, tiny_official):
     model = _tiny(tiny_cfg_path, tiny_official).train()
     with torch.no_grad():
         out = model(tiny_official["input"])
-    torch.testing.assert_close(out, tiny_official["output_train_mode"], atol=1e-5, rtol=1e-4)
+    # Train-mode BatchNorm on a batch of 2 divides by the batch's own standard deviation, which is small for some
+    # channels of the low-resolution branches, so every BN layer may amplify the rounding above (measured on
+    # AVX-512 against the AVX2 reference: 4.2e-5 absolute = 6e-6 of the scale, 3x the eval output's).
+    # 1e-4 of the scale leaves room for that amplification; a wrong weight or BN mode moves outputs by O(scale).
+    _assert_close_to_reference(out, tiny_official["output_train_mode"], 1e-4)
     state = model.state_dict()
     buffers = tiny_official["bn_buffers_after_one_train_forward"]
     assert len(buffers) > 0
     for key, value in buffers.items():
-        torch.testing.assert_close(state[key].to(value.dtype), value, atol=1e-5, rtol=1e-4)
+        if value.is_floating_point():  # running mean / var: batch statistics, rounding as the outputs above
+            _assert_close_to_reference(state[key].to(value.dtype), value, 1e-4)
+        else:  # num_batches_tracked
+            assert torch.equal(state[key].to(value.dtype), value), key
 
 
 @pytest.mark.parametrize("hw", [(256, 192), (384, 288), (264, 200), (64, 48)])
@@ -102,7 +121,9 @@ def test_loader_strips_module_prefix_and_unwraps_checkpoints(tiny_cfg_path, tiny
     model = build_model(load_config(tiny_cfg_path)).eval()
     load_weights(model, str(path))
     with torch.no_grad():
-        torch.testing.assert_close(model(tiny_official["input"]), tiny_official["output"], atol=1e-5, rtol=1e-4)
+        # reference made on another CPU: relative to its scale, as test_tiny_official_eval_output (same derivation)
+        torch.testing.assert_close(model(tiny_official["input"]), tiny_official["output"],
+                                   atol=2e-5 * float(tiny_official["output"].abs().max()), rtol=0)
 
 
 def test_loader_rejects_wrong_checkpoints_listing_keys(tiny_cfg_path, tiny_official, tmp_path):

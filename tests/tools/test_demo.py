@@ -160,8 +160,8 @@ def test_demo_subprocess_debug_shows_traceback(tmp_path):
 def test_demo_runs_an_exported_onnx_file_without_config(weights, tmp_path):
     """tools/export.py stores the config in the .onnx file; the demo then needs no --config, and gives the
     keypoints of the .pth it came from."""
-    from hrnet_pose.apis.export import export_onnx
-    from hrnet_pose.apis.onnx_backend import CONFIG_KEY
+    from hrnet_pose.deploy.export import export_onnx
+    from hrnet_pose.deploy.onnx_backend import CONFIG_KEY
     from hrnet_pose.config import load_config
     from hrnet_pose.models import build_model, load_weights
 

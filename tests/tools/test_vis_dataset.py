@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from hrnet_pose.apis.vis_dataset import draw_annotations
+from hrnet_pose.datasets.vis_dataset import draw_annotations
 from hrnet_pose.errors import run_cli
 from hrnet_pose.keypoints import COCO17
 

@@ -14,8 +14,8 @@ from typing import Any, Optional, Protocol, Union
 import numpy as np
 import torch
 
-from ..engine.inference import forward_heatmaps
-from ..engine.validate import autocast_context
+from ..models.inference import forward_heatmaps
+from ..models.inference import autocast_context
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def build_backend(cfg: Any, weights: Optional[str], device: Union[str, torch.dev
     """The backend for `weights`: a `.onnx` file runs in onnxruntime; a `.pth` (ours, official, or a training
     checkpoint) loads strictly into `build_model(cfg)`; None keeps random weights (with a warning)."""
     if weights and str(weights).lower().endswith(".onnx"):
-        from .onnx_backend import OnnxRuntimeBackend
+        from ..deploy.onnx_backend import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(os.fspath(weights), device=str(resolve_device(device)))
     from ..models import build_model, load_weights

@@ -193,7 +193,7 @@ def build_estimator(args: argparse.Namespace) -> PoseEstimator:
     elif not config and is_zoo:
         config = zoo.entry_config(args.weights)
     elif not config and args.weights.lower().endswith(".onnx") and os.path.isfile(args.weights):
-        from .onnx_backend import config_from_metadata
+        from ..deploy.onnx_backend import config_from_metadata
 
         config = config_from_metadata(args.weights)
     if not config:
@@ -286,8 +286,8 @@ def run_stream(source: Any, estimator: PoseEstimator, args: argparse.Namespace,
                window: Optional[str], name: str) -> None:
     """A video, webcam or URL: detection interval, tracking, smoothing; an annotated video and a JSON-lines file."""
     from .stream import StreamPoseEstimator
-    from .tracking import PoseTracker
-    from .video_writer import VideoWriter
+    from ..streams.tracking import PoseTracker
+    from ..streams.video_writer import VideoWriter
 
     tracker = None
     if args.track or args.smooth:
@@ -342,7 +342,7 @@ def run_stream(source: Any, estimator: PoseEstimator, args: argparse.Namespace,
 
 def run_demo(argv: Optional[Sequence[str]] = None) -> DemoSummary:
     """Parse `argv`, run the demo over the source, return the summary (also printed)."""
-    from .sources import open_source
+    from ..streams.sources import open_source
 
     args = build_parser().parse_args(argv)
     if args.det_interval < 1:

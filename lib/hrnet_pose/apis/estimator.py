@@ -23,10 +23,10 @@ from ..codecs.heatmap import HeatmapCodec, build_codec
 from ..config import CN, load_config
 from ..datasets.coco import read_image
 from ..datasets.transforms import crop_person, normalize_crops
-from ..engine.inference import merge_flip
 from ..errors import UserError
 from ..geometry import boxes_to_center_scale
 from ..keypoints import KeypointSet, get_keypoint_set
+from ..models.inference import heatmaps_with_flip
 from .backends import PoseBackend, build_backend
 from .result import PoseResult
 
@@ -96,12 +96,14 @@ class PoseEstimator:
     """Top-down pose estimation of every person in an image (see module docstring).
 
     Build with `from_config` (a yaml or config + weights) or `from_pretrained` (a model zoo name); the constructor
-    takes the parts themselves so that tests and other runtimes can assemble one without a config.
+    takes the parts themselves so that tests and other runtimes can assemble one without a config. The colour order
+    and the flip test change every keypoint, so the constructor has no default for them (the config's are
+    DATASET.COLOR_RGB and TEST.FLIP_TEST).
     """
 
-    def __init__(self, backend: PoseBackend, codec: HeatmapCodec, keypoint_set: KeypointSet,
-                 color_rgb: bool = True, flip_test: bool = True, detector: Optional[Detector] = None,
-                 max_batch: int = 32, padding: float = 1.25) -> None:
+    def __init__(self, backend: PoseBackend, codec: HeatmapCodec, keypoint_set: KeypointSet, *, color_rgb: bool,
+                 flip_test: bool, detector: Optional[Detector] = None, max_batch: int = 32,
+                 padding: float = 1.25) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.backend = backend
@@ -122,21 +124,16 @@ class PoseEstimator:
                     channels_last: bool = False) -> "PoseEstimator":
         """Estimator for a config (yaml path or CfgNode, plus `KEY VALUE` opts) and weights (.pth, .onnx, zoo name,
         or None for random weights). `flip_test` defaults to the config's TEST.FLIP_TEST."""
-        if isinstance(cfg_or_yaml, CN):
-            cfg = cfg_or_yaml.clone()
-            cfg.defrost()
-            if opts:
-                cfg.merge_from_list(list(opts))
-            cfg.freeze()
-        else:
-            cfg = load_config(os.fspath(cfg_or_yaml), list(opts))
+        cfg = load_config(cfg_or_yaml, list(opts))
         if weights is not None:
             from . import zoo
 
             weights = zoo.resolve_weights(str(weights))
         backend = build_backend(cfg, weights, device, amp, channels_last)
-        return cls(backend, build_codec(cfg), get_keypoint_set(cfg.DATASET.KEYPOINT_SET), bool(cfg.DATASET.COLOR_RGB),
-                   bool(cfg.TEST.FLIP_TEST) if flip_test is None else bool(flip_test), detector, max_batch)
+        return cls(backend, build_codec(cfg), get_keypoint_set(cfg.DATASET.KEYPOINT_SET),
+                   color_rgb=bool(cfg.DATASET.COLOR_RGB),
+                   flip_test=bool(cfg.TEST.FLIP_TEST) if flip_test is None else bool(flip_test), detector=detector,
+                   max_batch=max_batch)
 
     @classmethod
     def from_pretrained(cls, name: str, **kwargs: Any) -> "PoseEstimator":
@@ -174,15 +171,9 @@ class PoseEstimator:
     def heatmaps(self, inputs: np.ndarray, flip_test: Optional[bool] = None) -> np.ndarray:
         """Heatmaps [N, K, h, w] float32 of normalised crops, flip-averaged as the codec prescribes."""
         flip = self.flip_test if flip_test is None else bool(flip_test)
-        outs = []
-        for start in range(0, len(inputs), self.max_batch):
-            chunk = inputs[start:start + self.max_batch]
-            if not flip:
-                outs.append(self.backend(chunk))
-                continue
-            both = self.backend(np.concatenate([chunk, chunk[..., ::-1]]))
-            n = len(chunk)
-            outs.append(merge_flip(both[:n], both[n:], self.keypoint_set.flip_index, self.codec.flip_shift))
+        outs = [heatmaps_with_flip(self.backend, inputs[start:start + self.max_batch], self.keypoint_set.flip_index,
+                                   flip, self.codec.flip_shift)
+                for start in range(0, len(inputs), self.max_batch)]
         return np.concatenate(outs).astype(np.float32, copy=False)
 
     # ------------------------------------------------------------------ call

@@ -17,7 +17,7 @@ import numpy as np
 from ..evaluation.oks_nms import oks_nms
 from .estimator import PoseEstimator
 from .result import PoseResult
-from .tracking import PoseTracker, boxes_from_poses
+from ..streams.tracking import PoseTracker, boxes_from_poses
 
 
 class StreamPoseEstimator:

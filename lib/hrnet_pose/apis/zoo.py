@@ -1,18 +1,24 @@
-"""Model zoo: names for the released HRNet top-down COCO and MPII checkpoints, each with the config it must run with.
+"""Model zoo: names for the released HRNet and Lite-HRNet top-down COCO checkpoints and HRNet MPII checkpoints,
+each with the config it must run with.
 
 `PoseEstimator.from_pretrained(name)`, `tools/demo.py --weights NAME`, `tools/export.py --weights NAME` and
 `tools/test.py ... TEST.MODEL_FILE NAME` take these names. An entry carries everything needed to run its checkpoint:
 architecture (width, input size, heatmap sigma) and test settings (flip test, flip alignment, decoder, UDP), embedded
 here so that the zoo works from a pip install without the repository's experiments/ folder.
 
-Sources (W32/W48 x 256x192/384x288; reported AP on COCO val2017 with the detector boxes of AP_H 56.4, flip test):
+Sources (HRNet W32/W48 and Lite-HRNet 18/30 x 256x192/384x288; reported AP on COCO val2017 with the detector boxes
+of AP_H 56.4, flip test):
 - MMPose (open-mmlab/mmpose, 1.x model zoo pages configs/body_2d_keypoint/topdown_heatmap/coco/hrnet{,_dark,_udp}
   _coco.md): plain (`MSRAHeatmap`, shift_heatmap=True), DARK (Zhang et al., CVPR 2020; `MSRAHeatmap(unbiased=True)`,
   blur kernel 11, shift_heatmap=True) and UDP (Huang et al., CVPR 2020; `UDPHeatmap`, whose decoder refines the
-  argmax DARK-style with blur kernel 11; shift_heatmap=False). Direct URLs; the 8 hex digits after the last '-' of
-  each file name are the start of its SHA-256 (MMPose's publish_model), checked after download as torch.hub does.
+  argmax DARK-style with blur kernel 11, in MMPose 1.x's form: CODEC.DECODER dark_udp_mmpose; shift_heatmap=False).
+  Direct URLs; the 8 hex digits after the last '-' of each file name are the start of its SHA-256 (MMPose's
+  publish_model), checked after download as torch.hub does.
   The plain and UDP files are MMPose 1.x checkpoints, the DARK files MMPose 0.x ones; both layouts load
   (`models.foreign_layouts`).
+- MMPose's Lite-HRNet-18/30 (Yu et al., CVPR 2021; 1.x model zoo page configs/body_2d_keypoint/topdown_heatmap/
+  coco/litehrnet_coco.md, MMPose 0.x files under download.openmmlab.com/mmpose/top_down/litehrnet/): `MSRAHeatmap`,
+  shift_heatmap=True, the plain decoder (argmax + quarter offset), as the HRNet plain entries.
 - The official release (Sun et al., CVPR 2019; leoxiaobin/deep-high-resolution-net.pytorch README): files behind
   Google Drive / OneDrive folders that cannot be downloaded by a script; the entry names the file and where to get it.
 - MPII (W32/W48 256x256; reported PCKh@0.5 Mean and Mean@0.1 on MPII val, flip test, in percent): MMPose 0.x plain
@@ -28,7 +34,7 @@ import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple, Union
 
-from ..config import CN, get_cfg, merge_opts
+from ..config import CN, load_config, merge_opts
 from ..errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -83,11 +89,11 @@ class ZooEntry:
 
     @property
     def decoder(self) -> str:
-        """'default', 'dark' or 'udp+dark' as the README table says it."""
-        dark = self.opt("CODEC.DECODER") == "dark"
+        """'default', 'dark', 'udp+dark' or 'udp+dark (MMPose 1.x)' as the README table says it."""
+        decoder = self.opt("CODEC.DECODER")
         if self.opt("CODEC.UDP") == "True":
-            return "udp+dark" if dark else "udp"
-        return "dark" if dark else "default"
+            return {"dark": "udp+dark", "dark_udp_mmpose": "udp+dark (MMPose 1.x)"}.get(decoder, "udp")
+        return "dark" if decoder == "dark" else "default"
 
 
 _WIDTHS = {
@@ -104,7 +110,7 @@ _VARIANT_OPTS = {
               "TEST.SHIFT_HEATMAP", "True"),
     "dark": ("CODEC.UDP", "False", "CODEC.DECODER", "dark", "CODEC.DARK_BLUR_KERNEL", "11",
              "CODEC.UNBIASED_ENCODING", "True", "TEST.POST_PROCESS", "True", "TEST.SHIFT_HEATMAP", "True"),
-    "udp": ("CODEC.UDP", "True", "CODEC.DECODER", "dark", "CODEC.DARK_BLUR_KERNEL", "11",
+    "udp": ("CODEC.UDP", "True", "CODEC.DECODER", "dark_udp_mmpose", "CODEC.DARK_BLUR_KERNEL", "11",
             "TEST.POST_PROCESS", "False", "TEST.SHIFT_HEATMAP", "False"),
 }
 
@@ -159,6 +165,20 @@ def _mmpose_mpii(width: int, variant: str, url: str, mean: float, mean_at_01: fl
         reported_ap=mean, ap_source=_MMPOSE_MPII_PAGE + ("hrnet_mpii.md" if variant == "plain" else
                                                         "hrnet_dark_mpii.md"),
         dataset="mpii", reported_mean_at_01=mean_at_01)
+_MMPOSE_LITEHRNET = "https://download.openmmlab.com/mmpose/top_down/litehrnet/"
+
+
+def _litehrnet(depth: int, size: str, filename: str, ap: float) -> ZooEntry:
+    """MMPose 0.x Lite-HRNet file; AP from the MMPose 1.x page (0.x's page gives 64.3 / 67.7 / 67.5 / 70.0)."""
+    image, heatmap, sigma = _SIZES[size]
+    modules = {18: "[2, 4, 2]", 30: "[3, 8, 3]"}[depth]
+    opts = ("MODEL.NAME", "lite_hrnet", "MODEL.NUM_JOINTS", "17", "MODEL.IMAGE_SIZE", image, "MODEL.HEATMAP_SIZE",
+            heatmap, "MODEL.SIGMA", sigma, "MODEL.EXTRA.LITE_HRNET.STAGES.NUM_MODULES", modules,
+            "DATASET.COLOR_RGB", "True", "TEST.FLIP_TEST", "True") + _VARIANT_OPTS["plain"]
+    return ZooEntry(
+        name=f"litehrnet_{depth}_{size}", arch_cfg=f"coco/litehrnet/litehrnet_{depth}_{size}.yaml", opts=opts,
+        url=_MMPOSE_LITEHRNET + filename, hash_prefix=filename.rsplit("-", 1)[1].split("_")[0], filename=filename,
+        source="MMPose 0.x model zoo", reported_ap=ap, ap_source=_MMPOSE_PAGE + "litehrnet_coco.md")
 
 
 _DARK_384_NOTE = ("MMPose 0.x tested it with blur kernel 17 (modulate_kernel), MMPose 1.x with the default 11 (the "
@@ -196,6 +216,10 @@ _ENTRIES: List[ZooEntry] = [
         opts=_mpii_opts(32, "plain"), url="", hash_prefix="", filename="pose_hrnet_w32_256x256.pth",
         source="official HRNet release (manual download from " + OFFICIAL_DRIVE.replace("pose_coco", "pose_mpii")
                + ")", reported_ap=90.3, ap_source=OFFICIAL_MPII_SOURCE, dataset="mpii", reported_mean_at_01=37.7),
+    _litehrnet(18, "256x192", "litehrnet18_coco_256x192-6bace359_20211230.pth", 64.2),
+    _litehrnet(18, "384x288", "litehrnet18_coco_384x288-8d4dac48_20211230.pth", 67.6),
+    _litehrnet(30, "256x192", "litehrnet30_coco_256x192-4176555b_20210626.pth", 67.6),
+    _litehrnet(30, "384x288", "litehrnet30_coco_384x288-a3aef5c4_20210626.pth", 70.0),
 ]
 
 ZOO: Dict[str, ZooEntry] = {e.name: e for e in _ENTRIES}
@@ -216,10 +240,7 @@ def get_entry(name: str) -> ZooEntry:
 def entry_config(name_or_entry: Union[str, ZooEntry]) -> CN:
     """The frozen config the entry's checkpoint runs with: defaults + the entry's embedded keys."""
     entry = name_or_entry if isinstance(name_or_entry, ZooEntry) else get_entry(name_or_entry)
-    cfg = get_cfg()
-    merge_opts(cfg, list(entry.opts))
-    cfg.freeze()
-    return cfg
+    return load_config(None, list(entry.opts))
 
 
 def checkpoint_dir() -> str:
@@ -300,8 +321,7 @@ def merge_entry(cfg: CN, name_or_entry: Union[str, ZooEntry]) -> CN:
         merge_opts(out, [key, value])
         if node[leaf] != old:
             logger.warning("%s: %s %s -> %s (the zoo entry's setting)", entry.name, key, old, node[leaf])
-    out.freeze()
-    return out
+    return load_config(out)
 
 
 def apply_zoo_weights(cfg: CN) -> CN:

@@ -14,9 +14,14 @@
   Newton step with 1-pixel differences everywhere (the mixed term from the 7-point stencil along the (+1, +1)
   diagonal, which is not mirror-symmetric) and the Hessian regularised by float32 eps * I. Every peak is refined,
   border ones included. (Their earlier HRNet-based release, HuangJunJie2017/UDP-Pose, blurs with a fixed 7x7 kernel
-  and min-max rescales the blurred map; mmpose 1.x blurs with a zero border instead.)
+  and min-max rescales the blurred map.)
+- `dark_udp_mmpose_refine`: MMPose 1.x's `refine_keypoints_dark_udp` (what its `UDPHeatmap.decode` runs, so what the
+  reported AP of MMPose 1.x UDP checkpoints comes from): the same Newton step as `dark_udp_refine`, but the blur is
+  MMPose's `gaussian_blur`: the map is padded with zeros by the kernel radius before blurring (a zero border) and
+  each blurred map is rescaled to the maximum it had before the blur, as `dark_refine` does. Near the border and
+  wherever the log is clipped this gives other offsets than the UDP authors' form.
 
-Both blur with `cv2.getGaussianKernel(ksize, 0)` (the kernel the authors' `cv2.GaussianBlur(..., 0)` uses: fixed
+All three blur with `cv2.getGaussianKernel(ksize, 0)` (the kernel the authors' `cv2.GaussianBlur(..., 0)` uses: fixed
 binomial taps up to 7, sigma = 0.3 * ((ksize - 1) / 2 - 1) + 0.8 above), separably and vectorised over all maps.
 
 Shapes: heatmaps [N,K,h,w] float, coords [N,K,2] integer argmax (x, y) -> refined coords [N,K,2] float32.
@@ -66,16 +71,22 @@ def _newton_offset(gx: np.ndarray, gy: np.ndarray, dxx: np.ndarray, dyy: np.ndar
     return np.where(ok, ox, 0.0), np.where(ok, oy, 0.0), ok
 
 
+def blur_rescaled(heatmaps: np.ndarray, blur_kernel: int) -> np.ndarray:
+    """Zero-border blur of [N,K,h,w], each map rescaled to the maximum it had before the blur -> float64 (DarkPose's
+    and MMPose's modulation; an all-zero map stays zero)."""
+    n, k = heatmaps.shape[:2]
+    blurred = gaussian_blur(heatmaps, blur_kernel, border="zero")
+    orig_max = heatmaps.reshape(n, k, -1).max(-1).astype(np.float64)
+    new_max = blurred.reshape(n, k, -1).max(-1)
+    ratio = np.divide(orig_max, new_max, out=np.ones_like(new_max), where=new_max != 0)
+    return blurred * ratio[..., None, None]
+
+
 def dark_refine(heatmaps: np.ndarray, coords: np.ndarray, blur_kernel: int = 11) -> np.ndarray:
     """DarkPose refinement of integer argmax coords [N,K,2] -> float32 [N,K,2] (rules in the module docstring)."""
     heatmaps = np.asarray(heatmaps)
     n, k, h, w = heatmaps.shape
-    blurred = gaussian_blur(heatmaps, blur_kernel, border="zero")
-    # DarkPose rescales each blurred map to the maximum it had before the blur (an all-zero map stays zero)
-    orig_max = heatmaps.reshape(n, k, -1).max(-1).astype(np.float64)
-    new_max = blurred.reshape(n, k, -1).max(-1)
-    ratio = np.divide(orig_max, new_max, out=np.ones_like(new_max), where=new_max != 0)
-    logh = np.log(np.maximum(blurred * ratio[..., None, None], 1e-10))
+    logh = np.log(np.maximum(blur_rescaled(heatmaps, blur_kernel), 1e-10))
 
     px = coords[..., 0].astype(np.int64)  # int() of the argmax, as the release
     py = coords[..., 1].astype(np.int64)
@@ -102,8 +113,20 @@ def dark_refine(heatmaps: np.ndarray, coords: np.ndarray, blur_kernel: int = 11)
 def dark_udp_refine(heatmaps: np.ndarray, coords: np.ndarray, blur_kernel: int = 11) -> np.ndarray:
     """UDP authors' DARK step on integer argmax coords [N,K,2] -> float32 [N,K,2] (module docstring)."""
     heatmaps = np.asarray(heatmaps)
-    n, k, h, w = heatmaps.shape
-    logh = np.log(np.clip(gaussian_blur(heatmaps, blur_kernel, border="reflect"), 1e-3, 50.0))
+    return _udp_newton_step(gaussian_blur(heatmaps, blur_kernel, border="reflect"), coords)
+
+
+def dark_udp_mmpose_refine(heatmaps: np.ndarray, coords: np.ndarray, blur_kernel: int = 11) -> np.ndarray:
+    """MMPose 1.x's DARK-UDP step (`refine_keypoints_dark_udp` with its `gaussian_blur`) on integer argmax coords
+    [N,K,2] -> float32 [N,K,2] (module docstring)."""
+    return _udp_newton_step(blur_rescaled(np.asarray(heatmaps), blur_kernel), coords)
+
+
+def _udp_newton_step(blurred: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """The UDP form of the Taylor step on blurred maps [N,K,h,w]: log of the clipped map, edge padding, 1-pixel
+    differences, Hessian + eps * I (module docstring)."""
+    n, k = blurred.shape[:2]
+    logh = np.log(np.clip(blurred, 1e-3, 50.0))
     logh = np.pad(logh, ((0, 0), (0, 0), (1, 1), (1, 1)), mode="edge")
     x = coords[..., 0].astype(np.int64) + 1
     y = coords[..., 1].astype(np.int64) + 1

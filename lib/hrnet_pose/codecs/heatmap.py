@@ -14,10 +14,13 @@ Decoding: integer argmax, then one refinement, then the inverse crop affine (off
 own warp, `geometry.get_warp_matrix_udp`):
 - `quarter_offset` (official `get_final_preds`, TEST.POST_PROCESS): +-0.25 towards the higher neighbour;
 - `dark` (DarkPose): `codecs.dark.dark_refine`; `dark_udp` (the UDP authors' DARK): `codecs.dark.dark_udp_refine`;
+  `dark_udp_mmpose` (MMPose 1.x's `UDPHeatmap.decode`, zero-border blur rescaled to each map's maximum):
+  `codecs.dark.dark_udp_mmpose_refine`;
 - `none`: the argmax alone.
 Under UDP the quarter offset is never added (the UDP authors do not; their coordinates are unbiased already), so
 `decoder="default"` is the argmax and `decoder="dark"` is their DARK form. (In their HRNet-based release
-TEST.POST_PROCESS switches that DARK step on; here CODEC.DECODER alone chooses the refinement.)
+TEST.POST_PROCESS switches that DARK step on; here CODEC.DECODER alone chooses the refinement.) `decoder=
+"dark_udp_mmpose"` (UDP only) is MMPose 1.x's form of that step, the one MMPose 1.x UDP checkpoints are reported with.
 
 Flip test: the official code shifts flipped-back heatmaps one column right (TEST.SHIFT_HEATMAP) because its flip
 `x -> W-1-x` lands 0.75 heatmap px off at stride 4 (x/4 -> W/4 - 1/4 - x/4). Under UDP the mirror is exact in
@@ -35,18 +38,21 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 from .. import geometry
-from .dark import dark_refine, dark_udp_refine
+from ..config.defaults import default
+from .dark import dark_refine, dark_udp_mmpose_refine, dark_udp_refine
 
 logger = logging.getLogger(__name__)
 
-DECODERS = ("default", "dark")
+DECODERS = ("default", "dark", "dark_udp_mmpose")
 
 # machine names (metrics.json) -> the words of the protocol line
 REFINEMENT_TEXT = {
     "quarter_offset": "argmax + quarter offset",
     "none": "argmax only",
     "dark": "DARK (argmax + Taylor step, DarkPose)",
-    "dark_udp": "DARK-UDP (argmax + Taylor step in UDP coordinates)",
+    "dark_udp": "DARK-UDP, UDP authors' form (argmax + Taylor step in UDP coordinates; mirrored-border blur)",
+    "dark_udp_mmpose": "DARK-UDP, MMPose 1.x form (argmax + Taylor step in UDP coordinates; zero-border blur "
+                       "rescaled to each map's maximum)",
 }
 FLIP_ALIGNMENT_TEXT = {
     "shift": "shifted 1 heatmap px right (SHIFT_HEATMAP)",
@@ -115,6 +121,7 @@ class HeatmapCodec:
 
     `post_process` (the quarter offset) applies to the default decoder without UDP only; DARK replaces it and UDP
     never adds it. `shift_heatmap` is the configured TEST.SHIFT_HEATMAP; `flip_shift` is what the flip test applies.
+    Defaults are the config's (`get_cfg()`), so `build_codec(get_cfg())` and a codec built with the same sizes agree.
     """
 
     def __init__(
@@ -122,14 +129,14 @@ class HeatmapCodec:
         image_size: Sequence[int],
         heatmap_size: Sequence[int],
         sigma: float,
-        use_udp: bool = False,
-        decoder: str = "default",
-        post_process: bool = True,
-        dark_blur_kernel: int = 11,
+        use_udp: bool = default("CODEC.UDP"),
+        decoder: str = default("CODEC.DECODER"),
+        post_process: bool = default("TEST.POST_PROCESS"),
+        dark_blur_kernel: int = default("CODEC.DARK_BLUR_KERNEL"),
         joints_weight: Optional[np.ndarray] = None,
-        use_different_joints_weight: bool = False,
-        shift_heatmap: bool = True,
-        unbiased_encoding: bool = False,
+        use_different_joints_weight: bool = default("LOSS.USE_DIFFERENT_JOINTS_WEIGHT"),
+        shift_heatmap: bool = default("TEST.SHIFT_HEATMAP"),
+        unbiased_encoding: bool = default("CODEC.UNBIASED_ENCODING"),
     ) -> None:
         if len(image_size) != 2 or len(heatmap_size) != 2:
             raise ValueError(f"image_size and heatmap_size must be (w, h), got {image_size} and {heatmap_size}")
@@ -141,6 +148,9 @@ class HeatmapCodec:
             raise ValueError(f"dark_blur_kernel must be a positive odd integer, got {dark_blur_kernel}")
         if use_different_joints_weight and joints_weight is None:
             raise ValueError("use_different_joints_weight=True needs joints_weight (one weight per keypoint)")
+        if decoder == "dark_udp_mmpose" and not use_udp:
+            raise ValueError("decoder 'dark_udp_mmpose' (CODEC.DECODER) is MMPose 1.x's UDP refinement and needs "
+                             "use_udp (CODEC.UDP True); without UDP use 'dark'")
         if unbiased_encoding and use_udp:
             raise ValueError("unbiased_encoding (CODEC.UNBIASED_ENCODING, DARK's encoding with stride image/heatmap) "
                              "and use_udp (CODEC.UDP, whose own encoding is already sub-pixel, with stride "
@@ -176,7 +186,10 @@ class HeatmapCodec:
 
     @property
     def refinement(self) -> str:
-        """The sub-pixel step `decode` applies: 'quarter_offset', 'dark', 'dark_udp' or 'none' (REFINEMENT_TEXT)."""
+        """The sub-pixel step `decode` applies: 'quarter_offset', 'dark', 'dark_udp', 'dark_udp_mmpose' or 'none'
+        (REFINEMENT_TEXT)."""
+        if self.decoder == "dark_udp_mmpose":
+            return "dark_udp_mmpose"
         if self.decoder == "dark":
             return "dark_udp" if self.use_udp else "dark"
         return "quarter_offset" if (self.post_process and not self.use_udp) else "none"
@@ -273,8 +286,9 @@ class HeatmapCodec:
             raise ValueError(f"center {center.shape} and scale {scale.shape} must have one row per heatmap ({n})")
         coords, maxvals = get_max_preds(hm)
         refinement = self.refinement
-        if refinement in ("dark", "dark_udp"):
-            refine = dark_udp_refine if refinement == "dark_udp" else dark_refine
+        if refinement in ("dark", "dark_udp", "dark_udp_mmpose"):
+            refine = {"dark": dark_refine, "dark_udp": dark_udp_refine,
+                      "dark_udp_mmpose": dark_udp_mmpose_refine}[refinement]
             coords = refine(hm, coords, self.dark_blur_kernel)
             # zero maps stay at (0, 0) as in the official decoder
             coords *= (maxvals > 0.0).astype(np.float32)
@@ -310,6 +324,9 @@ def build_codec(cfg) -> HeatmapCodec:
                          "(as in the official code)")
     if cfg.CODEC.DECODER not in DECODERS:
         raise ValueError(f"CODEC.DECODER is {cfg.CODEC.DECODER!r}; valid: {list(DECODERS)}")
+    if cfg.CODEC.DECODER == "dark_udp_mmpose" and not cfg.CODEC.UDP:
+        raise ValueError("CODEC.DECODER is 'dark_udp_mmpose' (MMPose 1.x's UDP refinement) but CODEC.UDP is False; "
+                         "set CODEC.UDP True, or use CODEC.DECODER 'dark' without UDP")
     kset = get_keypoint_set(cfg.DATASET.KEYPOINT_SET)
     return HeatmapCodec(
         image_size=tuple(cfg.MODEL.IMAGE_SIZE),

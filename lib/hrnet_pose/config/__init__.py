@@ -4,14 +4,15 @@ the keypoint set that DATASET.DATASET implies (MPII-16 for the MPII format)."""
 import argparse
 import difflib
 import os
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Optional, Sequence, Union
 
+import yaml
 from yacs.config import CfgNode as CN
 
 from ..errors import UserError
-from .defaults import get_cfg
+from .defaults import default, get_cfg
 
-__all__ = ["CN", "ConfigError", "get_cfg", "check_config", "load_config", "merge_opts", "update_config",
+__all__ = ["CN", "ConfigError", "default", "get_cfg", "check_config", "load_config", "merge_opts", "update_config",
            "add_official_args", "apply_dataset_defaults", "MPII_DATASETS"]
 
 FUSE_METHODS = ("SUM",)  # the only fusion HRNet builds (the official code reads FUSE_METHOD and always sums)
@@ -85,46 +86,76 @@ def check_config(cfg: CN) -> None:
 MPII_DATASETS = ("mpii", "synthetic_mpii")  # DATASET.DATASET values in the MPII format (16 joints, PCKh)
 
 
-def apply_dataset_defaults(cfg: CN) -> None:
+def _sets_dataset(path: Optional[str], opts: Sequence[str]) -> bool:
+    """True when the yaml file or the `KEY VALUE` overrides write DATASET.DATASET themselves (its default, 'mpii', is
+    only the official default kept for type compatibility and says nothing about the data)."""
+    if any(key == "DATASET.DATASET" for key in list(opts)[::2]):
+        return True
+    if not path:
+        return False
+    with open(path) as f:
+        spec = yaml.safe_load(f) or {}
+    return isinstance(spec, dict) and isinstance(spec.get("DATASET"), dict) and "DATASET" in spec["DATASET"]
+
+
+def apply_dataset_defaults(cfg: CN, dataset_given: bool = True) -> None:
     """Fill in what DATASET.DATASET implies: DATASET.KEYPOINT_SET '' becomes 'mpii' for the MPII-format datasets, so
-    the official MPII yamls (which do not have the key) build a 16-joint model and dataset. Other values stay."""
-    if not cfg.DATASET.KEYPOINT_SET and str(cfg.DATASET.DATASET).lower() in MPII_DATASETS:
+    the official MPII yamls (which do not have the key) build a 16-joint model and dataset. Only when the config
+    names its dataset (`dataset_given`): configs that leave DATASET.DATASET at its default keep COCO-17."""
+    if dataset_given and not cfg.DATASET.KEYPOINT_SET and str(cfg.DATASET.DATASET).lower() in MPII_DATASETS:
         cfg.DATASET.KEYPOINT_SET = "mpii"
 
 
-def load_config(path: Optional[str] = None, opts: Optional[Iterable[str]] = None, freeze: bool = True) -> CN:
-    """Defaults, then `path`, then `opts`, then `check_config`; no DATA_DIR prefixing (see `update_config` for the
-    official CLI flow)."""
+def _join_data_dir(cfg: CN) -> None:
+    """Official semantics: DATA_DIR is a prefix joined onto DATASET.ROOT, MODEL.PRETRAINED and TEST.MODEL_FILE."""
+    cfg.DATASET.ROOT = os.path.join(cfg.DATA_DIR, cfg.DATASET.ROOT)
+    cfg.MODEL.PRETRAINED = os.path.join(cfg.DATA_DIR, cfg.MODEL.PRETRAINED) if cfg.MODEL.PRETRAINED else ""
+    if cfg.TEST.MODEL_FILE:
+        cfg.TEST.MODEL_FILE = os.path.join(cfg.DATA_DIR, cfg.TEST.MODEL_FILE)
+
+
+def load_config(source: Union[str, os.PathLike, CN, None] = None, opts: Optional[Iterable[str]] = None,
+                freeze: bool = True, *, data_dir: str = "", output_dir: str = "", log_dir: str = "") -> CN:
+    """The one way to build a config: defaults, then `source`, then `opts` (trailing `KEY VALUE` pairs), then the
+    `output_dir` / `log_dir` / `data_dir` overrides (the official --modelDir/--logDir/--dataDir), then DATA_DIR joined
+    onto DATASET.ROOT, MODEL.PRETRAINED and TEST.MODEL_FILE, then `check_config` and `apply_dataset_defaults`; frozen
+    unless `freeze` is False.
+
+    `source` is a yaml path, or a CfgNode that is already a resolved config (one made by this function, a zoo entry's,
+    the one stored in an exported .onnx file): its DATA_DIR was joined already and is not joined again.
+    """
     cfg = get_cfg()
-    if path:
-        merge_file(cfg, path)
+    resolved = isinstance(source, CN)
+    if resolved:
+        try:
+            cfg.merge_from_other_cfg(source)
+        except (KeyError, ValueError, AssertionError) as err:
+            raise _explain(cfg, err, "the given config") from err
+    elif source:
+        merge_file(cfg, os.fspath(source))
     merge_opts(cfg, list(opts or []))
+    if output_dir:
+        cfg.OUTPUT_DIR = output_dir
+    if log_dir:
+        cfg.LOG_DIR = log_dir
+    if data_dir:
+        cfg.DATA_DIR = data_dir
+    if not resolved or data_dir:
+        _join_data_dir(cfg)
     check_config(cfg)
-    apply_dataset_defaults(cfg)
+    if not resolved:  # a resolved config had its keypoint set filled in when it was made
+        apply_dataset_defaults(cfg, _sets_dataset(os.fspath(source) if source else None, list(opts or [])))
     if freeze:
         cfg.freeze()
     return cfg
 
 
 def update_config(cfg: CN, args: argparse.Namespace) -> CN:
-    """Official `update_config`: merge `--cfg` and trailing opts, `check_config`, `apply_dataset_defaults`, apply
-    `--modelDir/--logDir/--dataDir`, then join DATA_DIR onto DATASET.ROOT, MODEL.PRETRAINED and TEST.MODEL_FILE, and
-    freeze."""
+    """Official `update_config(cfg, args)`: `cfg` becomes `load_config(--cfg, opts, --dataDir/--modelDir/--logDir)`."""
+    loaded = load_config(args.cfg, getattr(args, "opts", None), data_dir=getattr(args, "dataDir", ""),
+                         output_dir=getattr(args, "modelDir", ""), log_dir=getattr(args, "logDir", ""))
     cfg.defrost()
-    merge_file(cfg, args.cfg)
-    merge_opts(cfg, getattr(args, "opts", None))
-    check_config(cfg)
-    apply_dataset_defaults(cfg)
-    if getattr(args, "modelDir", ""):
-        cfg.OUTPUT_DIR = args.modelDir
-    if getattr(args, "logDir", ""):
-        cfg.LOG_DIR = args.logDir
-    if getattr(args, "dataDir", ""):
-        cfg.DATA_DIR = args.dataDir
-    cfg.DATASET.ROOT = os.path.join(cfg.DATA_DIR, cfg.DATASET.ROOT)
-    cfg.MODEL.PRETRAINED = os.path.join(cfg.DATA_DIR, cfg.MODEL.PRETRAINED) if cfg.MODEL.PRETRAINED else ""
-    if cfg.TEST.MODEL_FILE:
-        cfg.TEST.MODEL_FILE = os.path.join(cfg.DATA_DIR, cfg.TEST.MODEL_FILE)
+    cfg.merge_from_other_cfg(loaded)
     cfg.freeze()
     return cfg
 

@@ -2,9 +2,9 @@
 
 Official yamls (`experiments/coco/hrnet/*.yaml`) merge unchanged. Unlike the official code, `MODEL.EXTRA` is declared in
 full and is strict, so a misspelt architecture key is an error instead of being silently ignored. Keys that the official
-code does not have live only under clearly named new nodes (MODEL.EXTRA.ATTENTION, CODEC, AUG, COMPAT, ENGINE,
-SYNTHETIC) plus DATASET.KEYPOINT_SET, DATASET.SKIP_BAD_IMAGES, DATASET.FAST_DECODE, DATASET.IMAGE_CACHE_DIR,
-TEST.INTERVAL and TEST.COCO_EVAL_BACKEND.
+code does not have live only under clearly named new nodes (MODEL.EXTRA.ATTENTION, MODEL.EXTRA.LITE_HRNET, CODEC, AUG,
+COMPAT, ENGINE, SYNTHETIC) plus DATASET.KEYPOINT_SET, DATASET.SKIP_BAD_IMAGES, DATASET.FAST_DECODE,
+DATASET.IMAGE_CACHE_DIR, TEST.INTERVAL and TEST.COCO_EVAL_BACKEND.
 """
 
 from yacs.config import CfgNode as CN
@@ -27,7 +27,7 @@ _C.CUDNN.DETERMINISTIC = False  # cudnn deterministic algorithms
 _C.CUDNN.ENABLED = True  # use cudnn at all
 
 _C.MODEL = CN()
-_C.MODEL.NAME = "pose_hrnet"  # architecture; only 'pose_hrnet' is provided
+_C.MODEL.NAME = "pose_hrnet"  # architecture: 'pose_hrnet' (MODEL.EXTRA.STAGE2-4) or 'lite_hrnet' (EXTRA.LITE_HRNET)
 _C.MODEL.INIT_WEIGHTS = True  # official init (N(0, 0.001) convs) then MODEL.PRETRAINED when training
 _C.MODEL.PRETRAINED = ""  # ImageNet HRNet checkpoint (official hrnet_w32-36af842e.pth layout)
 _C.MODEL.NUM_JOINTS = 17  # heatmap channels; must equal the keypoint set's size
@@ -62,6 +62,23 @@ _C.MODEL.EXTRA.ATTENTION.NAME = ""  # '' (official model) or a registered block:
 _C.MODEL.EXTRA.ATTENTION.STAGES = [2, 3, 4]  # which of stages 2-4 get the block
 _C.MODEL.EXTRA.ATTENTION.BRANCHES = []  # branch ids that get it; [] = all (context blocks: all but the 1/4 branch)
 _C.MODEL.EXTRA.ATTENTION.KWARGS = CN(new_allowed=True)  # constructor keywords, checked by the block's factory
+
+# Lite-HRNet (MODEL.NAME lite_hrnet; Yu et al., CVPR 2021), MMPose's `extra` dict in this project's spelling. The
+# defaults are Lite-HRNet-18; STAGE2-4, BLOCK and ATTENTION above are HRNet's and unused by it (FINAL_CONV_KERNEL is).
+_C.MODEL.EXTRA.LITE_HRNET = CN()
+_C.MODEL.EXTRA.LITE_HRNET.STEM = CN()
+_C.MODEL.EXTRA.LITE_HRNET.STEM.STEM_CHANNELS = 32  # width of the first 3x3/2 conv (even: the stem halves it)
+_C.MODEL.EXTRA.LITE_HRNET.STEM.OUT_CHANNELS = 32  # width of the 1/4 feature map the stem returns
+_C.MODEL.EXTRA.LITE_HRNET.STEM.EXPAND_RATIO = 1.0  # expansion of the stem's inverted-residual branch
+_C.MODEL.EXTRA.LITE_HRNET.STAGES = CN()  # one entry per stage in every list (MMPose's stages_spec)
+_C.MODEL.EXTRA.LITE_HRNET.STAGES.NUM_MODULES = [2, 4, 2]  # modules (blocks then fusion) per stage; LH-30: [3, 8, 3]
+_C.MODEL.EXTRA.LITE_HRNET.STAGES.NUM_BRANCHES = [2, 3, 4]  # parallel resolutions 1/4 .. 1/(4*2^(n-1)) per stage
+_C.MODEL.EXTRA.LITE_HRNET.STAGES.NUM_BLOCKS = [2, 2, 2]  # blocks per branch in each module
+_C.MODEL.EXTRA.LITE_HRNET.STAGES.MODULE_TYPE = ["LITE", "LITE", "LITE"]  # LITE (channel weighting) or NAIVE (shuffle)
+_C.MODEL.EXTRA.LITE_HRNET.STAGES.WITH_FUSE = [True, True, True]  # fuse the branches after each module
+_C.MODEL.EXTRA.LITE_HRNET.STAGES.REDUCE_RATIOS = [8, 8, 8]  # channel reduction of the cross-resolution weighting
+_C.MODEL.EXTRA.LITE_HRNET.STAGES.NUM_CHANNELS = [[40, 80], [40, 80, 160], [40, 80, 160, 320]]  # widths per branch
+_C.MODEL.EXTRA.LITE_HRNET.WITH_HEAD = True  # MMPose's IterativeHead (top-down refinement) before the final conv
 
 _C.LOSS = CN()
 _C.LOSS.USE_OHKM = False  # online hard keypoint mining (JointsOHKMMSELoss)
@@ -132,6 +149,8 @@ _C.DEBUG.SAVE_HEATMAPS_PRED = False  # predicted heatmaps over the images
 _C.CODEC = CN()
 _C.CODEC.UDP = False  # unbiased data processing (Huang et al. 2020): changes encoding, warp and decoding together
 _C.CODEC.DECODER = "default"  # 'default' (argmax + quarter offset when TEST.POST_PROCESS) or 'dark' (Zhang et al. 2020)
+# CODEC.DECODER may also be 'dark_udp_mmpose' with CODEC.UDP: MMPose 1.x's DARK-UDP step (zero-border blur rescaled to
+# each map's maximum) instead of the UDP authors' one that 'dark' gives under UDP (mirrored border, no rescaling)
 _C.CODEC.DARK_BLUR_KERNEL = 11  # gaussian blur kernel of the DARK decoder (odd)
 _C.CODEC.UNBIASED_ENCODING = False  # DARK targets: gaussian centred on the sub-pixel joint (not with UDP)
 
@@ -186,3 +205,17 @@ _C.SYNTHETIC.DETECTIONS = True  # also write person_detection_results/synthetic_
 def get_cfg() -> CN:
     """A fresh, mutable copy of the defaults."""
     return _C.clone()
+
+
+def default(key: str):
+    """The default of one dotted key (`default("TEST.OKS_THRE")` -> 0.5): the one place constructors take the
+    defaults of knobs that change a reported number from, so a class built without a config and the same class built
+    from `get_cfg()` follow the same protocol."""
+    node = _C
+    for part in key.split("."):
+        if not isinstance(node, CN) or part not in node:
+            raise KeyError(f"no config key {key!r}")
+        node = node[part]
+    if isinstance(node, CN):
+        raise KeyError(f"{key!r} is a config node, not a value")
+    return node

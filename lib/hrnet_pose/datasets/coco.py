@@ -24,7 +24,8 @@ from pycocotools.coco import COCO
 from ..errors import UserError
 from ..geometry import boxes_to_center_scale
 from ..keypoints import COCO17, KeypointSet, get_keypoint_set
-from .fast_decode import prepare_fast, read_image_reduced, to_normalized_tensor_fast
+from .fast_decode import prepare_fast, to_normalized_tensor_fast
+from .image_io import ImageReadError, image_read_error, read_image  # noqa: F401 (ImageReadError: public here too)
 from .image_cache import ImageCache
 from .transforms import (
     AugmentationConfig,
@@ -36,25 +37,6 @@ from .transforms import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-class ImageReadError(OSError, UserError):
-    """An image file is missing or cannot be decoded (a user error: the data, not the code)."""
-
-
-def read_image(path: str, color_rgb: bool = False) -> np.ndarray:
-    """Read an image file as the official loader does: uint8 [H, W, 3], EXIF orientation ignored, BGR (RGB when
-    `color_rgb`). Raises ImageReadError naming the file when it is missing or cannot be decoded."""
-    image = read_image_reduced(path, 1, color_rgb)
-    if image is None:
-        raise image_read_error(path)
-    return image
-
-
-def image_read_error(path: str) -> ImageReadError:
-    """The error for an image that could not be read, saying whether it is missing or undecodable."""
-    reason = "does not exist" if not os.path.exists(path) else "cannot be decoded (corrupt or not an image)"
-    return ImageReadError(f"image {path} {reason}")
 
 
 def layout_help(root: str, image_set: str) -> str:

@@ -34,12 +34,11 @@ import numpy as np
 import torch
 
 from ..geometry import PIXEL_STD
+from .image_io import image_read_error, read_image_reduced
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, crop_matrix, draw_geometry, transform_joints, warp_crop
 
 logger = logging.getLogger(__name__)
 
-REDUCED_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
-                 8: cv2.IMREAD_REDUCED_COLOR_8}
 JPEG_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif")
 
 
@@ -50,17 +49,6 @@ def reduction_factor(scale: np.ndarray, image_size: Sequence[int], max_factor: i
         if f <= max_factor and ratio >= f:
             return f
     return 1
-
-
-def read_image_reduced(path: str, factor: int, color_rgb: bool = False) -> Optional[np.ndarray]:
-    """uint8 [ceil(H/f), ceil(W/f), 3] decoded at 1/`factor` size (BGR, RGB with `color_rgb`), EXIF orientation
-    ignored as in the official reader; None when the file cannot be read."""
-    if factor not in REDUCED_FLAGS:
-        raise ValueError(f"reduction factor must be one of {sorted(REDUCED_FLAGS)}, got {factor}")
-    image = cv2.imread(os.fspath(path), REDUCED_FLAGS[factor] | cv2.IMREAD_IGNORE_ORIENTATION)
-    if image is None:
-        return None
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if color_rgb else image
 
 
 def fold_reduction(trans: np.ndarray, factor: int) -> np.ndarray:
@@ -153,8 +141,6 @@ def _read(ds: Any, path: str, factor: int) -> Tuple[Optional[np.ndarray], int]:
     """(BGR image, the factor it was decoded at): from the one-image cache of an evaluation dataset when it holds this
     file at `factor` or finer, else decoded; an unreadable file is handled as `CocoKeypoints.prepare` does (None in
     training with skip_bad_images, else ImageReadError)."""
-    from .coco import image_read_error  # coco.py imports this module
-
     cached = getattr(ds, "_fast_decode_cache", None)
     if cached is not None and cached[0] == path and cached[1] <= factor:
         return cached[2], cached[1]

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..fileio import atomic_write
-from .fast_decode import read_image_reduced
+from .image_io import read_image_reduced
 
 logger = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..config.defaults import default
 from ..geometry import PIXEL_STD, affine_transform, fliplr_joints, get_affine_transform, get_warp_matrix_udp
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
@@ -25,24 +26,27 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 @dataclass
 class AugmentationConfig:
-    """Training augmentation settings (official defaults of the COCO yamls; photometric is an opt-in addition)."""
+    """Training augmentation settings. Defaults are the config's (`get_cfg()`: the official default.py values; the
+    official COCO yamls set 0.35 / 45 / 0.3), so `augmentation_config(get_cfg())` equals `AugmentationConfig()`;
+    photometric is an opt-in addition."""
 
-    flip: bool = True  # mirror the image with p=flip_prob and swap left/right joints
-    flip_prob: float = 0.5
-    scale_factor: float = 0.35  # s *= clip(randn*sf + 1, 1-sf, 1+sf)
-    rot_factor: float = 45.0  # degrees: clip(randn*rf, -2rf, 2rf) with p=rot_prob, else 0
-    rot_prob: float = 0.6
-    prob_half_body: float = 0.3  # crop to the upper or the lower body
-    num_joints_half_body: int = 8  # only when more joints than this are visible
-    half_body_randn: bool = False  # COMPAT: official picks the upper body when randn() < 0.5 (p~0.69), not rand()
-    photometric: bool = False  # albumentations colour / blur / noise on the crop (not in the official recipe)
-    brightness: float = 0.2
-    contrast: float = 0.2
-    hue_shift: float = 10.0
-    sat_shift: float = 20.0
-    blur_prob: float = 0.1
-    noise_prob: float = 0.1
-    prob: float = 0.5  # probability of each colour jitter
+    flip: bool = default("DATASET.FLIP")  # mirror the image with p=flip_prob and swap left/right joints
+    flip_prob: float = 0.5  # fixed in the official code (no config key)
+    scale_factor: float = float(default("DATASET.SCALE_FACTOR"))  # s *= clip(randn*sf + 1, 1-sf, 1+sf)
+    rot_factor: float = float(default("DATASET.ROT_FACTOR"))  # degrees: clip(randn*rf, -2rf, 2rf) with p=rot_prob, else 0
+    rot_prob: float = 0.6  # fixed in the official code (no config key)
+    prob_half_body: float = float(default("DATASET.PROB_HALF_BODY"))  # crop to the upper or the lower body
+    num_joints_half_body: int = default("DATASET.NUM_JOINTS_HALF_BODY")  # only when more joints are visible
+    # COMPAT: official picks the upper body when randn() < 0.5 (p~0.69), not rand()
+    half_body_randn: bool = default("COMPAT.HALF_BODY_RANDN")
+    photometric: bool = default("AUG.PHOTOMETRIC")  # albumentations colour / blur / noise (not in the official recipe)
+    brightness: float = float(default("AUG.BRIGHTNESS"))
+    contrast: float = float(default("AUG.CONTRAST"))
+    hue_shift: float = float(default("AUG.HUE_SHIFT"))
+    sat_shift: float = float(default("AUG.SAT_SHIFT"))
+    blur_prob: float = float(default("AUG.BLUR_PROB"))
+    noise_prob: float = float(default("AUG.NOISE_PROB"))
+    prob: float = float(default("AUG.PROB"))  # probability of each colour jitter
 
 
 def half_body_transform(

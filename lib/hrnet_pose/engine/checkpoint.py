@@ -58,9 +58,32 @@ def bare_state_dict(model_or_state: Any) -> "OrderedDict[str, torch.Tensor]":
     return out
 
 
+class NonFiniteWeightsError(RuntimeError):
+    """A model state dict holds NaN or Inf: it is not written as a model file."""
+
+
+def first_non_finite(state: Mapping[str, torch.Tensor]) -> Optional[str]:
+    """The key of the first floating tensor of a state dict that holds NaN or Inf, or None."""
+    for key, value in state.items():
+        if torch.is_floating_point(value) and not bool(torch.isfinite(value).all()):
+            return key
+    return None
+
+
 def state_is_finite(state: Mapping[str, torch.Tensor]) -> bool:
     """False when any floating tensor of a state dict holds NaN or Inf (such a model is never saved as best)."""
-    return all(bool(torch.isfinite(v).all()) for v in state.values() if torch.is_floating_point(v))
+    return first_non_finite(state) is None
+
+
+def save_weights(state: Mapping[str, torch.Tensor], path: str) -> None:
+    """Write a model file (`model_best.pth`, `final_state.pth`) atomically; a state holding NaN/Inf is refused with
+    `NonFiniteWeightsError` naming the first such tensor, and nothing is written."""
+    bad = first_non_finite(state)
+    if bad is not None:
+        raise NonFiniteWeightsError(
+            f"not writing {path}: the model's '{bad}' holds NaN/Inf (training diverged; lower TRAIN.LR, add "
+            "ENGINE.WARMUP_ITERS or ENGINE.CLIP_GRAD, and resume from the last checkpoint.pth)")
+    atomic_save(state, path)
 
 
 def capture_rng_state() -> Dict[str, Any]:

@@ -160,14 +160,14 @@ class ModelEma:
         """`update`, made a no-op on the device where the 0-dim bool `skip` is true (no host synchronisation).
 
         The update count lives on the device too (`updates` reads it back); with skip false the result equals
-        `update` up to float rounding of the decay (it is computed in float64 on the device).
+        `update` up to float rounding of the decay (it is computed in float64 on the device). A skipped update keeps
+        every tensor by selection (`torch.where`), so a non-finite model state cannot leak in (`ema * 1 + v * 0` is
+        NaN when v is).
         """
         if not isinstance(self.updates, torch.Tensor):
             self.updates = torch.tensor(float(self.updates), dtype=torch.float64, device=skip.device)
-        keep = (~skip).to(torch.float64)
-        self.updates += keep
+        self.updates += (~skip).to(torch.float64)
         d = torch.clamp((1.0 + self.updates) / (10.0 + self.updates), max=self.decay)
-        d = torch.where(skip, torch.ones_like(d), d)  # d = 1 keeps the average: ema * 1 + v * 0 (v is finite)
         src = model.state_dict()
         floats, ints = [], []
         for name, ema_v in self.module.state_dict().items():
@@ -175,8 +175,9 @@ class ModelEma:
         if floats:
             ema = [e for e, _ in floats]
             new = [v.to(e.dtype) for e, v in floats]
-            torch._foreach_mul_(ema, d.float())
-            torch._foreach_add_(ema, torch._foreach_mul(new, (1.0 - d).float()))
+            blended = torch._foreach_add(torch._foreach_mul(ema, d.float()), torch._foreach_mul(new, (1.0 - d).float()))
+            for ema_v, value in zip(ema, blended):
+                ema_v.copy_(torch.where(skip, ema_v, value))
         for ema_v, v in ints:
             ema_v.copy_(torch.where(skip, ema_v, v))
 

@@ -31,7 +31,7 @@ import torch.nn as nn
 
 from .distributed import any_true_tensor
 from .optim import ModelEma, is_fused
-from .validate import autocast_context
+from ..models.inference import autocast_context
 
 logger = logging.getLogger(__name__)
 
@@ -227,9 +227,10 @@ class TrainStep:
         if self.scaler is None:  # fp16 gradient overflow is the GradScaler's business (it skips and lowers the scale)
             bad = bad | ~torch.isfinite(norm)
         skip = any_true_tensor(bad)
-        self._update(skip)
-        # the forward already ran BN in train mode: undo its running-statistics update on skipped steps
+        # the forward already ran BN in train mode: undo its running-statistics update on skipped steps, before the
+        # EMA reads the buffers (a non-finite input has written NaN into them)
         self.buffers.restore_where(skip)
+        self._update(skip)
         self._bad_total += skip
         self._bad_run = (self._bad_run + 1) * skip
         self._bad_max_run = torch.maximum(self._bad_max_run, self._bad_run)

@@ -308,7 +308,7 @@ class Trainer:
                 self._end_of_epoch(epoch, perf)
             final = ckpt_io.bare_state_dict(self.eval_model())
             if self.info.is_main:
-                ckpt_io.atomic_save(final, os.path.join(self.paths.output_dir, ckpt_io.FINAL_NAME))
+                ckpt_io.save_weights(final, os.path.join(self.paths.output_dir, ckpt_io.FINAL_NAME))
                 write_json_atomic(self.history, os.path.join(self.paths.output_dir, "history.json"), indent=2)
                 logger.info("=> saving final model state to %s", os.path.join(self.paths.output_dir,
                                                                                 ckpt_io.FINAL_NAME))
@@ -327,7 +327,7 @@ class Trainer:
             self.best_perf, self.best_state = perf, weights
         if self.info.is_main:
             if is_best:
-                ckpt_io.atomic_save(weights, os.path.join(self.paths.output_dir, ckpt_io.BEST_NAME))
+                ckpt_io.save_weights(weights, os.path.join(self.paths.output_dir, ckpt_io.BEST_NAME))
             state = ckpt_io.build_checkpoint(
                 epoch=epoch + 1, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler, perf=perf,
                 best_perf=self.best_perf, best_state_dict=self.best_state, scaler=self.scaler, ema=self.ema,

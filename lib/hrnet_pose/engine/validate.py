@@ -9,7 +9,6 @@ processes report exactly the AP of one. Every AP logged or written names its pro
 decoder and input size, UDP, flip alignment, refinement, forward precision and the COCO evaluation backend.
 """
 
-import contextlib
 import logging
 import os
 import time
@@ -26,22 +25,12 @@ from ..evaluation.coco_keypoints import BACKENDS, CocoKeypointEvaluator, describ
 from ..evaluation.mpii import PCKH_PROTOCOL, MpiiPCKhEvaluator, load_gt_mat
 from ..evaluation.pck import accuracy
 from ..fileio import write_json_atomic
+from ..models.inference import autocast_context, heatmaps_with_flip, model_runner
 from .checkpoint import unwrap_model
 from .debug import save_debug_images
 from .distributed import all_gather_object, broadcast_object, is_main_process
-from .inference import inference_with_flip
 
 logger = logging.getLogger(__name__)
-
-
-def autocast_context(device: torch.device, amp: str):
-    """torch.autocast for ENGINE.AMP 'bf16' / 'fp16' on the device's type (CPU autocast included), else a no-op."""
-    if not amp:
-        return contextlib.nullcontext()
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
-    if dtype is None:
-        raise ValueError(f"ENGINE.AMP is {amp!r}; valid: '', 'bf16', 'fp16'")
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def _numpy(x: Any) -> np.ndarray:
@@ -127,6 +116,7 @@ class Validator:
         self.evaluator.reset()
         mem = torch.channels_last if cfg.ENGINE.CHANNELS_LAST else torch.contiguous_format
         flip_index = self.keypoint_set.flip_index
+        run = model_runner(net)
         loss_sum, acc_sum, count, t0 = 0.0, 0.0, 0, time.time()
         bar = tqdm(self.loader, desc="val" if epoch is None else f"val {epoch}", leave=False, dynamic_ncols=True,
                    disable=not (is_main_process() and cfg.ENGINE.PROGRESS_BAR))
@@ -136,7 +126,7 @@ class Validator:
             images, target, weight, meta = batch
             images = images.to(self.device, non_blocking=True, memory_format=mem)
             with autocast_context(self.device, cfg.ENGINE.AMP):
-                heatmaps = inference_with_flip(net, images, flip_index, self.flip_test, self.codec.flip_shift)
+                heatmaps = heatmaps_with_flip(run, images, flip_index, self.flip_test, self.codec.flip_shift)
             heatmaps = heatmaps.float()  # decoded in float32 whatever precision the forward ran in
             n = images.shape[0]
             if self.loss_fn is not None:

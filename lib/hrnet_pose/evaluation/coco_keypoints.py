@@ -27,6 +27,7 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
+from ..config.defaults import default
 from ..fileio import atomic_write, write_json_atomic  # write_json_atomic is also re-exported by evaluation
 from ..keypoints import COCO17, KeypointSet, get_keypoint_set
 from .fast_cocoeval import KeypointGroundTruth, evaluate_keypoints
@@ -36,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 STATS_NAMES = ["AP", "Ap .5", "AP .75", "AP (M)", "AP (L)", "AR", "AR .5", "AR .75", "AR (M)", "AR (L)"]
 BACKENDS = ("numpy", "pycocotools", "faster_coco_eval")
-DEFAULT_BACKEND = "numpy"
+DEFAULT_BACKEND = default("TEST.COCO_EVAL_BACKEND")
 _FIELDS = ("preds", "maxvals", "centers", "scales", "box_scores", "image_ids", "sample_ids")
 
 
@@ -66,7 +67,7 @@ def _backend_classes(backend: str):
     raise ValueError(f"unknown COCO evaluation backend {backend!r}; valid: {list(BACKENDS)}")
 
 
-def load_coco(ann_file_or_coco, backend: str = "pycocotools"):
+def load_coco(ann_file_or_coco, backend: str = DEFAULT_BACKEND):
     """A COCO ground-truth object of `backend` from a path or an existing COCO object (of either library)."""
     coco_cls, _ = _backend_classes(backend)
     if isinstance(ann_file_or_coco, (str, os.PathLike)):
@@ -93,7 +94,7 @@ def run_cocoeval(
     results: Union[str, List[dict]],
     sigmas: Optional[np.ndarray] = None,
     img_ids: Optional[Sequence[int]] = None,
-    backend: str = "pycocotools",
+    backend: str = DEFAULT_BACKEND,
 ) -> "OrderedDict[str, float]":
     """COCOeval('keypoints') of a results file or list against `coco_gt` -> OrderedDict of the 10 stats.
 
@@ -131,16 +132,20 @@ def run_cocoeval(
 
 
 class CocoKeypointEvaluator:
-    """Accumulates per-person predictions and evaluates them with the official HRNet COCO protocol."""
+    """Accumulates per-person predictions and evaluates them with the official HRNet COCO protocol.
+
+    Defaults are the config's (TEST.USE_GT_BBOX, IN_VIS_THRE, OKS_THRE, SOFT_NMS, COCO_EVAL_BACKEND of `get_cfg()`);
+    `engine.validate.build_evaluator` passes a run's values.
+    """
 
     def __init__(
         self,
         ann_file_or_coco,
         keypoint_set: Union[KeypointSet, str, None] = COCO17,
-        use_gt_bbox: bool = True,
-        in_vis_thre: float = 0.2,
-        oks_thre: float = 0.9,
-        soft_nms: bool = False,
+        use_gt_bbox: bool = default("TEST.USE_GT_BBOX"),
+        in_vis_thre: float = default("TEST.IN_VIS_THRE"),
+        oks_thre: float = default("TEST.OKS_THRE"),
+        soft_nms: bool = default("TEST.SOFT_NMS"),
         backend: str = DEFAULT_BACKEND,
         boxes_source_label: Optional[str] = None,
         img_ids: Optional[Sequence[int]] = None,

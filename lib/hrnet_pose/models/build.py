@@ -1,4 +1,5 @@
-"""Config adapter for the model: `build_model(cfg)` reads MODEL.* and returns a `PoseHighResolutionNet`."""
+"""Config adapter for the model: `build_model(cfg)` reads MODEL.* and returns a `PoseHighResolutionNet`
+(MODEL.NAME pose_hrnet) or a `LiteHRNet` (MODEL.NAME lite_hrnet)."""
 
 import logging
 import os
@@ -6,10 +7,13 @@ import os
 from torch import nn
 
 from ..keypoints import get_keypoint_set
+from .litehrnet import LiteHRNet
 from .pose_hrnet import AttentionSpec, PoseHighResolutionNet
 from .weights import load_pretrained
 
 logger = logging.getLogger(__name__)
+
+MODEL_NAMES = ("pose_hrnet", "lite_hrnet")
 
 
 def _stage_spec(node, name: str) -> dict:
@@ -33,11 +37,37 @@ def attention_spec_from_cfg(cfg) -> AttentionSpec:
     )
 
 
+def build_lite_hrnet(cfg) -> LiteHRNet:
+    """Lite-HRNet from MODEL.EXTRA.LITE_HRNET, MODEL.EXTRA.FINAL_CONV_KERNEL and MODEL.NUM_JOINTS; a ValueError
+    naming MODEL.IMAGE_SIZE when the input is not a multiple of what the branches need (32 for 4 branches)."""
+    node = cfg.MODEL.EXTRA.LITE_HRNET
+    stages = node.STAGES
+    model = LiteHRNet(
+        num_joints=int(cfg.MODEL.NUM_JOINTS), stem_channels=int(node.STEM.STEM_CHANNELS),
+        stem_out_channels=int(node.STEM.OUT_CHANNELS), stem_expand_ratio=float(node.STEM.EXPAND_RATIO),
+        num_modules=[int(v) for v in stages.NUM_MODULES], num_branches=[int(v) for v in stages.NUM_BRANCHES],
+        num_blocks=[int(v) for v in stages.NUM_BLOCKS], module_type=[str(v) for v in stages.MODULE_TYPE],
+        with_fuse=[bool(v) for v in stages.WITH_FUSE], reduce_ratios=[int(v) for v in stages.REDUCE_RATIOS],
+        num_channels=[[int(c) for c in row] for row in stages.NUM_CHANNELS], with_head=bool(node.WITH_HEAD),
+        final_conv_kernel=int(cfg.MODEL.EXTRA.FINAL_CONV_KERNEL))
+    d = model.input_divisor
+    w, h = (int(v) for v in cfg.MODEL.IMAGE_SIZE)
+    if w % d or h % d:
+        raise ValueError(
+            f"MODEL.IMAGE_SIZE {[w, h]} does not fit Lite-HRNet: width and height must be multiples of {d} (its "
+            f"lowest branch is 1/{d} of the input), e.g. {[max(w // d, 1) * d, max(h // d, 1) * d]}")
+    if cfg.MODEL.EXTRA.ATTENTION.NAME:
+        raise ValueError(f"MODEL.EXTRA.ATTENTION.NAME is {cfg.MODEL.EXTRA.ATTENTION.NAME!r}, but attention blocks are "
+                         "built into HRNet only (MODEL.NAME pose_hrnet); set it to '' for lite_hrnet")
+    return model
+
+
 def build_model(cfg, is_train: bool = False) -> nn.Module:
-    """HRNet from MODEL.EXTRA. With `is_train` and MODEL.INIT_WEIGHTS, apply the official initialisation and load
+    """HRNet from MODEL.EXTRA (or Lite-HRNet from MODEL.EXTRA.LITE_HRNET). With `is_train` and MODEL.INIT_WEIGHTS,
+    apply the official initialisation (MMPose's for Lite-HRNet: the same N(0, 0.001) convs) and load
     MODEL.PRETRAINED filtered by MODEL.EXTRA.PRETRAINED_LAYERS (an error if the file is named but missing)."""
-    if cfg.MODEL.NAME != "pose_hrnet":
-        raise ValueError(f"MODEL.NAME '{cfg.MODEL.NAME}' is not supported; valid: ['pose_hrnet']")
+    if cfg.MODEL.NAME not in MODEL_NAMES:
+        raise ValueError(f"MODEL.NAME '{cfg.MODEL.NAME}' is not supported; valid: {list(MODEL_NAMES)}")
     kps = get_keypoint_set(cfg.DATASET.KEYPOINT_SET)
     if cfg.MODEL.NUM_JOINTS != kps.num_keypoints:
         raise ValueError(
@@ -45,9 +75,12 @@ def build_model(cfg, is_train: bool = False) -> nn.Module:
             f"(DATASET.KEYPOINT_SET={cfg.DATASET.KEYPOINT_SET!r}) has {kps.num_keypoints} keypoints"
         )
     extra = cfg.MODEL.EXTRA
-    stages = [_stage_spec(extra[f"STAGE{i}"], f"STAGE{i}") for i in (2, 3, 4)]
-    model = PoseHighResolutionNet(stages, cfg.MODEL.NUM_JOINTS, int(extra.FINAL_CONV_KERNEL),
-                                  attention_spec_from_cfg(cfg))
+    if cfg.MODEL.NAME == "lite_hrnet":
+        model = build_lite_hrnet(cfg)
+    else:
+        stages = [_stage_spec(extra[f"STAGE{i}"], f"STAGE{i}") for i in (2, 3, 4)]
+        model = PoseHighResolutionNet(stages, cfg.MODEL.NUM_JOINTS, int(extra.FINAL_CONV_KERNEL),
+                                      attention_spec_from_cfg(cfg))
     if is_train and cfg.MODEL.INIT_WEIGHTS:
         model.init_weights()
         pretrained = cfg.MODEL.PRETRAINED

@@ -13,6 +13,9 @@ Recognised layouts (a sample of each one's keys is in `LAYOUTS`):
   ``keypoint_head.final_layer.{weight,bias}``.
 - ``mmpose1``: MMPose 1.x ``TopdownPoseEstimator`` (``backbone.*`` + ``head.*``; ``HeatmapHead.final_layer``), possibly
   with ``data_preprocessor.*`` buffers, which hold no weights and are dropped.
+- Lite-HRNet (Yu et al., CVPR 2021): `models.litehrnet.LiteHRNet` uses MMPose's `LiteHRNet` backbone names
+  (``stem``, ``transition0``, ``stage0``, ``head_layer``) and the head's ``final_layer``, so MMPose 0.x / 1.x
+  Lite-HRNet files convert by the same prefix rules, and this project's own Lite-HRNet files count as ``official``.
 
 Shapes are never changed: `to_official(sd)` returns a new ordered mapping of the same tensors under official names.
 Files are read with `torch.load(weights_only=True)`; MMPose files also carry a ``meta`` dict whose dataset info holds
@@ -28,7 +31,7 @@ from typing import Dict, List, Mapping, Tuple
 import numpy as np
 import torch
 
-from .weights import CheckpointMismatchError
+from ..errors import CheckpointMismatchError
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +51,8 @@ LAYOUTS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
     "mmpose1": ("MMPose 1.x TopdownPoseEstimator", ("backbone.conv1.weight", "backbone.stage2.0.branches.0.0.conv1"
                                                     ".weight", "head.final_layer.weight")),
 }
+# Top-level module names of this project's Lite-HRNet (MMPose's backbone names without `backbone.`).
+LITE_HRNET_TOP_LEVEL = frozenset({"stem", "transition0", "stage0", "head_layer"})
 _HEADS = {"mmpose0": "keypoint_head.", "mmpose1": "head."}
 _DROPPED_PREFIXES = ("data_preprocessor.",)
 
@@ -73,7 +78,7 @@ def detect_layout(sd: Mapping[str, torch.Tensor]) -> str:
             return "mmpose1"
         return "unknown"
     # extra keys (a stray tensor, attention blocks) keep it official: strict loading lists them by name
-    return "official" if tops & OFFICIAL_TOP_LEVEL else "unknown"
+    return "official" if tops & (OFFICIAL_TOP_LEVEL | LITE_HRNET_TOP_LEVEL) else "unknown"
 
 
 def describe_layouts() -> str:

@@ -1,6 +1,6 @@
 """One strict loader for every checkpoint: official releases, ours, DataParallel/DDP (`module.`-prefixed) files,
 training checkpoints (`{'state_dict': ...}` / `{'model': ...}`), ImageNet-pretrained backbones, and MMPose 0.x/1.x
-top-down HRNet files (keys renamed to the official ones by `foreign_layouts`; an unknown layout is an error).
+top-down HRNet and Lite-HRNet files (keys renamed to the official ones by `foreign_layouts`; an unknown layout is an error).
 
 Unlike the official `load_state_dict(..., strict=False)`, a wrong checkpoint is an error that lists the missing and
 unexpected keys. When attention or gating blocks are on, only their keys may be missing (they are reported), and the
@@ -16,15 +16,12 @@ from typing import Dict, List, Mapping, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from ..errors import UserError
+from ..errors import CheckpointMismatchError
+from .foreign_layouts import load_checkpoint_file, to_official
 
 logger = logging.getLogger(__name__)
 
 StateSource = Union[str, os.PathLike, Mapping[str, torch.Tensor]]
-
-
-class CheckpointMismatchError(UserError, RuntimeError):
-    """A checkpoint does not fit the model; the message lists what is missing, unexpected or mis-shaped."""
 
 
 @dataclass
@@ -49,8 +46,6 @@ def read_state_dict(source: StateSource) -> "OrderedDict[str, torch.Tensor]":
     else:
         if not os.path.isfile(source):
             raise FileNotFoundError(f"checkpoint file not found: {source}")
-        from .foreign_layouts import load_checkpoint_file  # imports this module: late to avoid a cycle
-
         obj = load_checkpoint_file(os.fspath(source))  # weights_only=True; numpy arrays of an MMPose `meta` allowed
     if not _is_state_dict(obj):
         for key in ("model", "state_dict"):
@@ -65,8 +60,6 @@ def read_state_dict(source: StateSource) -> "OrderedDict[str, torch.Tensor]":
             )
     if all(k.startswith("module.") for k in obj):
         obj = OrderedDict((k[len("module."):], v) for k, v in obj.items())
-    from .foreign_layouts import to_official
-
     return to_official(obj, name)  # MMPose 0.x/1.x keys -> official ones; an unknown layout is an error
 
 
@@ -179,8 +172,8 @@ def _mismatch_error(name: str, missing: List[str], unexpected: List[str], shapes
 
     counts = [summary("missing key", missing), summary("unexpected key", unexpected),
               summary("shape mismatch", shapes)]
-    hint = ("check MODEL.EXTRA (widths, blocks, FINAL_CONV_KERNEL), MODEL.NUM_JOINTS and MODEL.EXTRA.ATTENTION "
-            "against the config the checkpoint was trained with")
+    hint = ("check MODEL.EXTRA (widths, blocks, FINAL_CONV_KERNEL; MODEL.EXTRA.LITE_HRNET for Lite-HRNet), "
+            "MODEL.NUM_JOINTS and MODEL.EXTRA.ATTENTION against the config the checkpoint was trained with")
     return CheckpointMismatchError(
         f"checkpoint {name} does not match the model: " + "; ".join(c for c in counts if c)
         + part("missing keys", missing) + part("unexpected keys", unexpected) + part("shape mismatches", shapes)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hrnet_pose.config import load_config
-from hrnet_pose.engine.cpu_benchmark import (bench_data, bench_data_cold, bench_evaluation, bench_inference,
+from hrnet_pose.benchmarks.cpu import (bench_data, bench_data_cold, bench_evaluation, bench_inference,
                                              calibrate_batchnorm, fast_decode_ap, fixture_crops, format_rows)
 from hrnet_pose.errors import UserError
 from hrnet_pose.models import build_model
@@ -65,7 +65,11 @@ def test_fp32_inference_routes_match_the_official_route(tiny):
     rows = bench_inference(tiny, crops, batch_sizes=(1, 3), iters=1, threads=1, routes=routes)
     assert [r["variant"] for r in rows] == routes * 2
     for r in rows:
+        # relative to the heatmaps' scale: folded weights, channels_last, jit and onnxruntime run other kernels that
+        # sum ~40 convolutions in another order, ~2e-5 of the scale at most (see tests/models/test_pose_hrnet.py)
         assert r["heatmap_rel_err"] < 1e-4, r["variant"]
+        # no argmax flips to allow for: every joint's top-two gap is >= 4e-5 of the scale for these crops (measured),
+        # above that rounding bound
         assert r["kp_err_max_px"] < 0.05, r["variant"]  # the issue's bound for fp32 routes
         assert r["ms"] > 0
     with pytest.raises(ValueError, match="valid"):

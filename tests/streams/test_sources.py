@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from hrnet_pose.apis.sources import (Frame, LatestFrameReader, SourceError, is_video_path, open_source)
+from hrnet_pose.streams.sources import (Frame, LatestFrameReader, SourceError, is_video_path, open_source)
 from hrnet_pose.errors import UserError
 
 IMAGES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "coco_real_mini",

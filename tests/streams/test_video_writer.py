@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from hrnet_pose.apis.video_writer import VideoWriter, VideoWriterError
+from hrnet_pose.streams.video_writer import VideoWriter, VideoWriterError
 
 SIZE = (80, 48)  # (w, h)
 

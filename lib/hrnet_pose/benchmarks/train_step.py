@@ -15,8 +15,8 @@ import torch
 
 from ..models import build_model
 from ..models.loss import build_loss
-from .optim import build_optimizer
-from .step import TrainStep
+from ..engine.optim import build_optimizer
+from ..engine.step import TrainStep
 
 def _fast_settings(device: torch.device, compile_mode: str) -> Dict[str, Any]:
     if device.type != "cuda":

@@ -32,9 +32,14 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..codecs.heatmap import build_codec
-from .cpu_inference import torch_route
-from .inference import merge_flip
-from .validate import build_evaluator
+from ..datasets.build import build_dataset
+from ..deploy.export import export_onnx
+from ..deploy.onnx_backend import OnnxRuntimeBackend
+from ..deploy.quantize import CALIBRATION_METHODS, quantize_onnx_static
+from ..engine.validate import build_evaluator
+from ..models import build_model, load_weights
+from ..models.inference import heatmaps_with_flip
+from .cpu_routes import torch_route
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +64,6 @@ def describe_setting(setting: Dict[str, Any]) -> str:
 
 def _full_settings(settings: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """Each setting with `quantize_onnx_static`'s defaults filled in; unknown keys and methods are refused."""
-    from ..apis.quantize import CALIBRATION_METHODS
-
     out = []
     for setting in settings:
         unknown = sorted(set(setting) - set(SETTING_KEYS))
@@ -115,14 +118,8 @@ def _samples(dataset, limit: Optional[int] = None, seed: int = 0) -> Dict[str, n
 
 def _heatmaps(route, crops: np.ndarray, flip_index, flip_test: bool, shift: bool, batch: int = 32) -> np.ndarray:
     """A route's heatmaps on `crops` in batches, flip-averaged as the validator does when `flip_test`."""
-    out = []
-    for i in range(0, len(crops), batch):
-        x = crops[i:i + batch]
-        if flip_test:
-            both = route(np.ascontiguousarray(np.concatenate([x, x[..., ::-1]])))
-            out.append(merge_flip(both[:len(x)], both[len(x):], flip_index, shift))
-        else:
-            out.append(route(x))
+    out = [heatmaps_with_flip(route, crops[i:i + batch], flip_index, flip_test, shift)
+           for i in range(0, len(crops), batch)]
     return np.concatenate(out).astype(np.float32)
 
 
@@ -165,9 +162,6 @@ def _int8_row(fp32_path: str, work_dir: str, setting: Dict[str, Any], calibratio
               run, refs: Dict[str, Dict[str, np.ndarray]]) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
     """Quantise with `setting`, run it (`run(route) -> decoded`), compare with both fp32 references; returns the
     row and the decoded output."""
-    from ..apis.onnx_backend import OnnxRuntimeBackend
-    from ..apis.quantize import quantize_onnx_static
-
     label = describe_setting(setting)
     path = os.path.join(work_dir, "int8_" + label.replace(", ", "_").replace(" ", "_") + ".onnx")
     quantize_onnx_static(fp32_path, path, calibration, per_channel=setting["per_channel"],
@@ -187,11 +181,6 @@ def validate_int8(cfg, weights_path: str, num_calibration: int = 32,
     """Rows (see module docstring) for the model of `cfg` with the trained state dict `weights_path`: torch fp32,
     onnxruntime fp32, then one onnxruntime int8 row per entry of `settings` (dicts of SETTING_KEYS; missing keys
     take `quantize_onnx_static`'s defaults). `num_calibration` train crops calibrate every int8 model."""
-    from ..apis.export import export_onnx
-    from ..apis.onnx_backend import OnnxRuntimeBackend
-    from ..datasets.build import build_dataset
-    from ..models import build_model, load_weights
-
     if num_calibration < 1:
         raise ValueError(f"num_calibration must be >= 1, got {num_calibration}")
     settings = _full_settings(settings)

@@ -24,8 +24,11 @@ import torch
 from torch import nn
 
 from ..codecs.heatmap import HeatmapCodec
+from ..deploy.export import export_onnx
+from ..deploy.onnx_backend import OnnxRuntimeBackend
+from ..deploy.quantize import quantize_onnx_static
 from ..models.fuse import fold_batchnorm
-from .inference import forward_heatmaps
+from ..models.inference import forward_heatmaps
 
 logger = logging.getLogger(__name__)
 
@@ -63,15 +66,10 @@ def build_routes(model: nn.Module, input_hw: Sequence[int], work_dir: str, calib
             traced = torch.jit.trace(folded, torch.from_numpy(calibration[:1]))
             routes["jit"] = torch_route(torch.jit.optimize_for_inference(torch.jit.freeze(traced)))
     if "onnxruntime" in names or "onnxruntime_int8" in names:
-        from ..apis.export import export_onnx
-        from ..apis.onnx_backend import OnnxRuntimeBackend
-
         fp32 = export_onnx(model, os.path.join(work_dir, "model.onnx"), (w, h))
         if "onnxruntime" in names:
             routes["onnxruntime"] = OnnxRuntimeBackend(fp32, device="cpu", num_threads=threads)
         if "onnxruntime_int8" in names:
-            from ..apis.quantize import quantize_onnx_static
-
             int8 = quantize_onnx_static(fp32, os.path.join(work_dir, "model_int8.onnx"), calibration)
             routes["onnxruntime_int8"] = OnnxRuntimeBackend(int8, device="cpu", num_threads=threads)
     return {n: routes[n] for n in ["official"] + [n for n in names if n != "official"]}

@@ -38,7 +38,7 @@ from ..evaluation.coco_keypoints import STATS_NAMES, CocoKeypointEvaluator
 from ..evaluation.oks_nms import oks_nms, rescore
 from ..evaluation.synthetic_eval import make_synthetic_eval
 from ..keypoints import COCO17
-from .cpu_inference import ROUTES, build_routes, route_errors, time_routes
+from .cpu_routes import ROUTES, build_routes, route_errors, time_routes
 
 
 def _coco_from_dict(dataset: Dict):
@@ -248,8 +248,8 @@ def fast_decode_ap(root: str, test_set: str = "mini_val2017", image_size=(192, 2
     preds: Dict[bool, np.ndarray] = {}
     diffs = []
     for fast, ds in sets.items():
-        oracle = CocoKeypointEvaluator(ds.coco, use_gt_bbox=True)
-        learned = CocoKeypointEvaluator(ds.coco, use_gt_bbox=True)
+        oracle = CocoKeypointEvaluator(ds.coco, use_gt_bbox=True, oks_thre=0.9)  # the official yamls' OKS_THRE
+        learned = CocoKeypointEvaluator(ds.coco, use_gt_bbox=True, oks_thre=0.9)
         kept = []
         for i in range(len(ds)):
             image, target, _, meta = ds[i]

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .validate import autocast_context
+from ..models.inference import autocast_context
 
 
 def _sync(device: torch.device) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..engine.inference import forward_heatmaps
+from ..models.inference import forward_heatmaps
 from ..errors import UserError
 
 logger = logging.getLogger(__name__)

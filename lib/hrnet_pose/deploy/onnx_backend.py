@@ -13,6 +13,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..config import CN, load_config
 from ..errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -118,13 +119,9 @@ class OnnxRuntimeBackend:
 def config_from_metadata(path: str):
     """The frozen config stored in an exported .onnx file's metadata, or None when it has none."""
     import onnx
-    from ..config import get_cfg
 
     props = {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
     text = props.get(CONFIG_KEY)
     if not text:
         return None
-    cfg = get_cfg()
-    cfg.merge_from_other_cfg(cfg.load_cfg(text))
-    cfg.freeze()
-    return cfg
+    return load_config(CN.load_cfg(text))  # resolved when exported: DATA_DIR is not joined again

@@ -14,9 +14,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .estimator import PoseEstimator
-from .stream import StreamPoseEstimator
-from .tracking import PoseTracker
+from ..apis.estimator import PoseEstimator
+from ..apis.stream import StreamPoseEstimator
+from ..streams.tracking import PoseTracker
 
 
 def synthetic_720p_video(num_frames: int = 30, num_people: int = 6, seed: int = 0) -> np.ndarray:
@@ -111,7 +111,7 @@ def run_demo_benchmark(cfg: Any, det_model: str = "fasterrcnn", num_frames: int 
     """The three schedules on a synthetic 720p clip with `num_people` walking figures: random pose weights (timing
     only), the torchvision detector `det_model` with random weights, the clip's ground-truth boxes."""
     from ..datasets.synthetic import synthetic_video
-    from .detectors import PersonDetector
+    from ..apis.detectors import PersonDetector
 
     frames, kpts = synthetic_video(num_frames, (1280, 720), num_people=num_people, seed=0, height=0.45, spread=0.08)
     lo, hi = kpts.min(axis=2), kpts.max(axis=2)

@@ -8,11 +8,11 @@ import torch
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (optional: pip install onnxruntime)")
 pytest.importorskip("onnx", reason="onnx is not installed (optional: pip install onnx)")
 
-from hrnet_pose.apis.export import export_onnx  # noqa: E402
-from hrnet_pose.apis.onnx_backend import OnnxRuntimeBackend  # noqa: E402
-from hrnet_pose.apis.quantize import quantize_onnx_static  # noqa: E402
+from hrnet_pose.deploy.export import export_onnx  # noqa: E402
+from hrnet_pose.deploy.onnx_backend import OnnxRuntimeBackend  # noqa: E402
+from hrnet_pose.deploy.quantize import quantize_onnx_static  # noqa: E402
 from hrnet_pose.config import load_config  # noqa: E402
-from hrnet_pose.engine.cpu_benchmark import calibrate_batchnorm, fixture_crops  # noqa: E402
+from hrnet_pose.benchmarks.cpu import calibrate_batchnorm, fixture_crops  # noqa: E402
 from hrnet_pose.models import build_model  # noqa: E402
 
 

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from hrnet_pose.apis.demo_benchmark import compare_demo_modes, format_demo_table, synthetic_720p_video
+from hrnet_pose.benchmarks.demo import compare_demo_modes, format_demo_table, synthetic_720p_video
 from hrnet_pose.apis.estimator import PoseEstimator
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -18,7 +18,7 @@ pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (optiona
 pytest.importorskip("onnx", reason="onnx is not installed (optional: pip install onnx)")
 
 from hrnet_pose.config import load_config  # noqa: E402
-from hrnet_pose.engine.int8_validation import format_int8_rows, validate_int8  # noqa: E402
+from hrnet_pose.benchmarks.int8 import format_int8_rows, validate_int8  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WEIGHTS = os.path.join(REPO, "tests", "fixtures", "synthetic_quickstart_hrnet.pth")

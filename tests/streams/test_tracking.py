@@ -1,4 +1,4 @@
-"""hrnet_pose.apis.tracking: One Euro filter against the authors' ground truth and on pixel-keypoint jitter, stable
+"""hrnet_pose.streams.tracking: One Euro filter against the authors' ground truth and on pixel-keypoint jitter, stable
 track ids on synthetic crossing / disappearing figures, boxes carried from poses."""
 
 import os
@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from hrnet_pose.apis.tracking import OneEuroFilter, PoseTracker, boxes_from_poses
+from hrnet_pose.streams.tracking import OneEuroFilter, PoseTracker, boxes_from_poses
 from hrnet_pose.keypoints import COCO_SIGMAS
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures")
