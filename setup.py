@@ -19,6 +19,7 @@ setup(
         "tensorboard>=2.10,<3",
         "tqdm>=4.60,<5",
         "pyyaml>=5.4",
+        "scipy>=1.8",  # MPII: gt_<set>.mat and pred.mat (MATLAB files of the official MPII protocol)
     ],
     extras_require={
         "dev": ["pytest>=7", "onnx>=1.14", "onnxruntime>=1.16", "faster-coco-eval>=1.5", "orjson>=3.9"],

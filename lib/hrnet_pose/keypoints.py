@@ -1,7 +1,8 @@
 """Keypoint sets: names, left/right flip pairs, OKS sigmas, skeleton and drawing colours.
 
-The COCO-17 set is built in (the numbers are those of the COCO keypoint task and of the official HRNet
-`lib/dataset/coco.py`). Other sets are defined in a yaml file with the keys ``name``, ``keypoints`` (list of names),
+Two sets are built in: COCO-17 (the numbers are those of the COCO keypoint task and of the official HRNet
+`lib/dataset/coco.py`) and MPII-16 (Andriluka et al., CVPR 2014; joint order, flip pairs and upper body of the official
+`lib/dataset/mpii.py`). Other sets are defined in a yaml file with the keys ``name``, ``keypoints`` (list of names),
 ``flip_pairs`` (list of [i, j] or of [name, name]), ``sigmas`` (one per keypoint), ``skeleton`` (list of [i, j] or
 [name, name], 0-based), optional ``upper_body`` (ids or names; the rest are lower body), ``colors`` (one [r, g, b] per
 keypoint) and ``joints_weight`` (one per keypoint).
@@ -109,6 +110,51 @@ COCO17 = KeypointSet(
 )
 
 
+# MPII-16 in the order of the official annotations and of `gt_valid.mat` (0 r_ankle ... 15 l_wrist).
+MPII_NAMES = (
+    "right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle", "pelvis", "thorax",
+    "upper_neck", "head_top", "right_wrist", "right_elbow", "right_shoulder", "left_shoulder", "left_elbow",
+    "left_wrist",
+)
+
+# Official lib/dataset/mpii.py flip_pairs and upper_body_ids (the rest, ids 0-6, is the lower body).
+MPII_FLIP_PAIRS = ((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13))
+MPII_UPPER_BODY_IDS = (7, 8, 9, 10, 11, 12, 13, 14, 15)
+
+# MPII has no OKS sigmas of its own; MMPose's dataset info adapts the COCO ones (configs/_base_/datasets/mpii.py).
+# They matter only where OKS is computed on MPII-16 poses (OKS-NMS of the demo); PCKh does not use them.
+MPII_SIGMAS = np.array(
+    [0.089, 0.083, 0.107, 0.107, 0.083, 0.089, 0.026, 0.026, 0.026, 0.026, 0.062, 0.072, 0.179, 0.179, 0.072, 0.062],
+    dtype=np.float64,
+)
+
+# MMPose's MPII skeleton: legs through the pelvis, spine to the head top, arms from the upper neck.
+MPII_SKELETON = (
+    (0, 1), (1, 2), (2, 6), (6, 3), (3, 4), (4, 5), (6, 7), (7, 8), (8, 9), (8, 12), (12, 11), (11, 10),
+    (8, 13), (13, 14), (14, 15),
+)
+
+# The same 16 joints as the official MPII ground truth file (gt_valid.mat, `dataset_joints`) names them.
+MPII_MAT_NAMES = ("rank", "rkne", "rhip", "lhip", "lkne", "lank", "pelv", "thor", "neck", "head", "rwri", "relb",
+                  "rsho", "lsho", "lelb", "lwri")
+
+MPII_COLORS = tuple(
+    _LEFT if n.startswith("left") else _RIGHT if n.startswith("right") else _CENTRE for n in MPII_NAMES
+)
+
+MPII16 = KeypointSet(
+    name="mpii",
+    names=MPII_NAMES,
+    flip_pairs=MPII_FLIP_PAIRS,
+    sigmas=MPII_SIGMAS,
+    skeleton=MPII_SKELETON,
+    upper_body_ids=MPII_UPPER_BODY_IDS,
+    colors=MPII_COLORS,
+)
+
+BUILTIN_SETS = {"coco": COCO17, "coco17": COCO17, "mpii": MPII16, "mpii16": MPII16}
+
+
 def _resolve_ids(items: Sequence, names: Sequence[str], key: str, path: str) -> List:
     """Turn names or ints (possibly nested in pairs) into ints, with errors that name the file and key."""
     def one(v):
@@ -176,11 +222,15 @@ def load_keypoint_set(path: str) -> KeypointSet:
 
 
 def get_keypoint_set(spec: Union[str, KeypointSet, None] = None) -> KeypointSet:
-    """`None`, `''` or `'coco'` give COCO-17; a path to a yaml file gives that set; a KeypointSet passes through."""
+    """`None`, `''` or `'coco'` give COCO-17, `'mpii'` MPII-16; a path to a yaml file gives that set; a KeypointSet
+    passes through."""
     if isinstance(spec, KeypointSet):
         return spec
-    if spec in (None, "", "coco", "coco17"):
+    if spec in (None, ""):
         return COCO17
+    if isinstance(spec, str) and spec in BUILTIN_SETS:
+        return BUILTIN_SETS[spec]
     if isinstance(spec, str) and spec.endswith((".yaml", ".yml")):
         return load_keypoint_set(spec)
-    raise KeypointSetError(f"unknown keypoint set {spec!r}: use 'coco' or a path to a .yaml keypoint-set file")
+    raise KeypointSetError(f"unknown keypoint set {spec!r}: use 'coco', 'mpii' or a path to a .yaml keypoint-set "
+                           "file")

@@ -21,7 +21,7 @@ EXPERIMENTS = os.path.join(REPO, "experiments")
 IMAGE = os.path.join(REPO, "tests", "fixtures", "coco_real_mini", "images")
 PARAMS = {32: 28_536_113, 48: 63_595_745}  # official pose_hrnet_w32 / w48 (tests/models/test_pose_hrnet.py)
 LITE_PARAMS = {18: 1_130_769, 30: 1_763_717}  # MMPose 1.3.2 LiteHRNet + HeatmapHead (tests/fixtures/SOURCES.md)
-HRNET_NAMES = sorted(n for n in zoo.ZOO if n.startswith("hrnet_"))
+HRNET_NAMES = sorted(n for n, e in zoo.ZOO.items() if n.startswith("hrnet_") and e.dataset == "coco")
 LITE_NAMES = sorted(n for n in zoo.ZOO if n.startswith("litehrnet_"))
 
 
@@ -33,6 +33,9 @@ def hub(tmp_path, monkeypatch):
     return os.path.join(str(tmp_path / "torch"), "hub", "checkpoints")
 
 
+COCO_NAMES = sorted(n for n, e in zoo.ZOO.items() if e.dataset == "coco")  # MPII entries: tests/apis/test_zoo_mpii.py
+
+
 def _variant(name):
     return "official" if name.endswith("_official") else name.rsplit("_", 1)[1] if name.endswith(("_dark", "_udp")) \
         else "plain"
@@ -42,8 +45,8 @@ def test_table_covers_widths_sizes_and_variants():
     expected = {f"hrnet_w{w}_{s}{v}" for w in (32, 48) for s in ("256x192", "384x288")
                 for v in ("", "_dark", "_udp", "_official")}
     expected |= {f"litehrnet_{d}_{s}" for d in (18, 30) for s in ("256x192", "384x288")}
-    assert set(zoo.ZOO) == expected
-    for entry in zoo.ZOO.values():
+    assert set(COCO_NAMES) == expected
+    for entry in (zoo.ZOO[n] for n in COCO_NAMES):
         if _variant(entry.name) == "official":
             assert entry.url == "" and entry.hash_prefix == "" and entry.filename.startswith("pose_hrnet_w")
             assert "drive.google.com" in entry.source and "1drv.ms" in entry.source

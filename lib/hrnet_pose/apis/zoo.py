@@ -1,5 +1,5 @@
-"""Model zoo: names for the released HRNet and Lite-HRNet top-down COCO checkpoints, each with the config it must run
-with.
+"""Model zoo: names for the released HRNet and Lite-HRNet top-down COCO checkpoints and HRNet MPII checkpoints,
+each with the config it must run with.
 
 `PoseEstimator.from_pretrained(name)`, `tools/demo.py --weights NAME`, `tools/export.py --weights NAME` and
 `tools/test.py ... TEST.MODEL_FILE NAME` take these names. An entry carries everything needed to run its checkpoint:
@@ -21,6 +21,10 @@ of AP_H 56.4, flip test):
   shift_heatmap=True, the plain decoder (argmax + quarter offset), as the HRNet plain entries.
 - The official release (Sun et al., CVPR 2019; leoxiaobin/deep-high-resolution-net.pytorch README): files behind
   Google Drive / OneDrive folders that cannot be downloaded by a script; the entry names the file and where to get it.
+- MPII (W32/W48 256x256; reported PCKh@0.5 Mean and Mean@0.1 on MPII val, flip test, in percent): MMPose 0.x plain
+  and DARK files (configs/body/2d_kpt_sview_rgb_img/topdown_heatmap/mpii/hrnet{,_dark}_mpii.md, which give them as
+  fractions: 0.900 is 90.0 here) and the official W32 file (README "Results on MPII val"; the official W48 MPII file
+  has no reported number, so it has no entry).
 
 Downloads go to `torch.hub.get_dir()/checkpoints` with a progress bar; `HRNET_POSE_OFFLINE=1` forbids them.
 """
@@ -55,7 +59,8 @@ class ZooEntry:
 
     `arch_cfg` names the repository yaml (under experiments/) whose architecture the entry uses; `entry_config`
     does not read it (the keys are embedded in `opts`). `url` is '' for manual downloads; `hash_prefix` is the
-    start of the file's SHA-256 ('' when unknown); `reported_ap` is COCO val2017 AP (x100) with detector boxes.
+    start of the file's SHA-256 ('' when unknown); `reported_ap` is the reported main number (x100) of `dataset`:
+    COCO val2017 AP with detector boxes, or MPII val PCKh@0.5 Mean (then `reported_mean_at_01` is its Mean@0.1).
     """
 
     name: str
@@ -68,6 +73,8 @@ class ZooEntry:
     reported_ap: float
     ap_source: str
     note: str = ""
+    dataset: str = "coco"
+    reported_mean_at_01: Optional[float] = None
 
     def opt(self, key: str) -> Optional[str]:
         """The value `opts` gives `key`, or None."""
@@ -136,6 +143,28 @@ def _official(width: int, size: str, ap: float) -> ZooEntry:
         ap_source=OFFICIAL_AP_SOURCE)
 
 
+_MMPOSE_MPII_PAGE = ("https://github.com/open-mmlab/mmpose/blob/0.x/configs/body/2d_kpt_sview_rgb_img/topdown_heatmap/"
+                     "mpii/")
+OFFICIAL_MPII_SOURCE = "https://github.com/leoxiaobin/deep-high-resolution-net.pytorch#results-on-mpii-val"
+
+
+def _mpii_opts(width: int, variant: str) -> Tuple[str, ...]:
+    s2, s3, s4 = _WIDTHS[width]
+    return ("DATASET.KEYPOINT_SET", "mpii", "MODEL.NUM_JOINTS", "16", "MODEL.IMAGE_SIZE", "[256, 256]",
+            "MODEL.HEATMAP_SIZE", "[64, 64]", "MODEL.SIGMA", "2", "MODEL.EXTRA.STAGE2.NUM_CHANNELS", s2,
+            "MODEL.EXTRA.STAGE3.NUM_CHANNELS", s3, "MODEL.EXTRA.STAGE4.NUM_CHANNELS", s4, "DATASET.COLOR_RGB", "True",
+            "TEST.FLIP_TEST", "True") + _VARIANT_OPTS[variant]
+
+
+def _mmpose_mpii(width: int, variant: str, url: str, mean: float, mean_at_01: float) -> ZooEntry:
+    filename = url.rsplit("/", 1)[1]
+    return ZooEntry(
+        name=f"hrnet_w{width}_mpii_256x256" + ("" if variant == "plain" else f"_{variant}"),
+        arch_cfg=f"mpii/hrnet/w{width}_256x256_adam_lr1e-3.yaml", opts=_mpii_opts(width, variant), url=url,
+        hash_prefix=filename.rsplit("-", 1)[1].split("_")[0], filename=filename, source="MMPose 0.x model zoo",
+        reported_ap=mean, ap_source=_MMPOSE_MPII_PAGE + ("hrnet_mpii.md" if variant == "plain" else
+                                                        "hrnet_dark_mpii.md"),
+        dataset="mpii", reported_mean_at_01=mean_at_01)
 _MMPOSE_LITEHRNET = "https://download.openmmlab.com/mmpose/top_down/litehrnet/"
 
 
@@ -178,6 +207,15 @@ _ENTRIES: List[ZooEntry] = [
     _official(32, "384x288", 75.8),
     _official(48, "256x192", 75.1),
     _official(48, "384x288", 76.3),
+    _mmpose_mpii(32, "plain", _MMPOSE_V0 + "hrnet_w32_mpii_256x256-6c4f923f_20200812.pth", 90.0, 33.4),
+    _mmpose_mpii(48, "plain", _MMPOSE_V0 + "hrnet_w48_mpii_256x256-92cab7bd_20200812.pth", 90.1, 33.7),
+    _mmpose_mpii(32, "dark", _MMPOSE_V0 + "hrnet_w32_mpii_256x256_dark-f1601c5b_20200927.pth", 90.4, 35.4),
+    _mmpose_mpii(48, "dark", _MMPOSE_V0 + "hrnet_w48_mpii_256x256_dark-0decd39f_20200927.pth", 90.5, 36.0),
+    ZooEntry(
+        name="hrnet_w32_mpii_256x256_official", arch_cfg="mpii/hrnet/w32_256x256_adam_lr1e-3.yaml",
+        opts=_mpii_opts(32, "plain"), url="", hash_prefix="", filename="pose_hrnet_w32_256x256.pth",
+        source="official HRNet release (manual download from " + OFFICIAL_DRIVE.replace("pose_coco", "pose_mpii")
+               + ")", reported_ap=90.3, ap_source=OFFICIAL_MPII_SOURCE, dataset="mpii", reported_mean_at_01=37.7),
     _litehrnet(18, "256x192", "litehrnet18_coco_256x192-6bace359_20211230.pth", 64.2),
     _litehrnet(18, "384x288", "litehrnet18_coco_384x288-8d4dac48_20211230.pth", 67.6),
     _litehrnet(30, "256x192", "litehrnet30_coco_256x192-4176555b_20210626.pth", 67.6),
@@ -217,13 +255,14 @@ def _offline() -> bool:
 
 
 def _manual_file(entry: ZooEntry, cached: str) -> str:
-    # the official layout (models/pytorch/pose_coco/) relative to the working directory, then the hub cache
-    for path in (os.path.join("models", "pytorch", "pose_coco", entry.filename), cached):
+    # the official layout (models/pytorch/pose_coco/ or pose_mpii/) relative to the working directory, then the cache
+    folder = os.path.join("models", "pytorch", f"pose_{entry.dataset}")
+    for path in (os.path.join(folder, entry.filename), cached):
         if os.path.isfile(path):
             return path
     raise ZooDownloadError(
         f"{entry.name}: {entry.filename} is not downloaded; it cannot be fetched by a script",
-        hint=f"download it by hand from {OFFICIAL_DRIVE} and put it at {cached} (or models/pytorch/pose_coco/), "
+        hint=f"download it by hand from {OFFICIAL_DRIVE} and put it at {cached} (or {folder}/), "
              f"or pass the file itself: --weights /path/to/{entry.filename}")
 
 
@@ -304,9 +343,21 @@ def markdown_table() -> str:
     """The README's 'Pretrained models' table, generated from `ZOO`."""
     rows = ["| name | input (h x w) | decoder | COCO val2017 AP (det. boxes) | source | download |",
             "|---|---|---|---|---|---|"]
-    for e in _ENTRIES:
+    for e in (e for e in _ENTRIES if e.dataset == "coco"):
         w, h = e.input_size
         where = f"[{e.filename}]({e.url})" if e.url else f"{e.filename} by hand ({OFFICIAL_DRIVE.split(' or ')[0]})"
         rows.append(f"| `{e.name}` | {h}x{w} | {e.decoder} | [{e.reported_ap:.1f}]({e.ap_source}) | "
                     f"{e.source.split(' (')[0]} | {where} |")
+    return "\n".join(rows)
+
+
+def markdown_table_mpii() -> str:
+    """The README's MPII table, generated from `ZOO`."""
+    rows = ["| name | input (h x w) | decoder | MPII val PCKh Mean | Mean@0.1 | source | download |",
+            "|---|---|---|---|---|---|---|"]
+    for e in (e for e in _ENTRIES if e.dataset == "mpii"):
+        w, h = e.input_size
+        where = f"[{e.filename}]({e.url})" if e.url else f"{e.filename} by hand (models/pytorch/pose_mpii/)"
+        rows.append(f"| `{e.name}` | {h}x{w} | {e.decoder} | [{e.reported_ap:.1f}]({e.ap_source}) | "
+                    f"{e.reported_mean_at_01:.1f} | {e.source.split(' (')[0]} | {where} |")
     return "\n".join(rows)

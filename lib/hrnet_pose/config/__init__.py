@@ -1,17 +1,19 @@
-"""Configuration: `get_cfg()` defaults (official keys, strict MODEL.EXTRA), yaml/CLI merging with clear errors."""
+"""Configuration: `get_cfg()` defaults (official keys, strict MODEL.EXTRA), yaml/CLI merging with clear errors, and
+the keypoint set that DATASET.DATASET implies (MPII-16 for the MPII format)."""
 
 import argparse
 import difflib
 import os
 from typing import Iterable, Optional, Sequence, Union
 
+import yaml
 from yacs.config import CfgNode as CN
 
 from ..errors import ConfigError
 from .defaults import default, get_cfg
 
 __all__ = ["CN", "ConfigError", "default", "get_cfg", "check_config", "load_config", "merge_opts", "update_config",
-           "add_official_args"]
+           "add_official_args", "apply_dataset_defaults", "MPII_DATASETS"]
 
 FUSE_METHODS = ("SUM",)  # the only fusion HRNet builds (the official code reads FUSE_METHOD and always sums)
 DATA_FORMATS = ("jpg", "jpeg", "png")  # images are read as files by the annotation's file_name
@@ -76,6 +78,29 @@ def check_config(cfg: CN) -> None:
                           "file_name in the annotations)")
 
 
+MPII_DATASETS = ("mpii", "synthetic_mpii")  # DATASET.DATASET values in the MPII format (16 joints, PCKh)
+
+
+def _sets_dataset(path: Optional[str], opts: Sequence[str]) -> bool:
+    """True when the yaml file or the `KEY VALUE` overrides write DATASET.DATASET themselves (its default, 'mpii', is
+    only the official default kept for type compatibility and says nothing about the data)."""
+    if any(key == "DATASET.DATASET" for key in list(opts)[::2]):
+        return True
+    if not path:
+        return False
+    with open(path) as f:
+        spec = yaml.safe_load(f) or {}
+    return isinstance(spec, dict) and isinstance(spec.get("DATASET"), dict) and "DATASET" in spec["DATASET"]
+
+
+def apply_dataset_defaults(cfg: CN, dataset_given: bool = True) -> None:
+    """Fill in what DATASET.DATASET implies: DATASET.KEYPOINT_SET '' becomes 'mpii' for the MPII-format datasets, so
+    the official MPII yamls (which do not have the key) build a 16-joint model and dataset. Only when the config
+    names its dataset (`dataset_given`): configs that leave DATASET.DATASET at its default keep COCO-17."""
+    if dataset_given and not cfg.DATASET.KEYPOINT_SET and str(cfg.DATASET.DATASET).lower() in MPII_DATASETS:
+        cfg.DATASET.KEYPOINT_SET = "mpii"
+
+
 def _join_data_dir(cfg: CN) -> None:
     """Official semantics: DATA_DIR is a prefix joined onto DATASET.ROOT, MODEL.PRETRAINED and TEST.MODEL_FILE."""
     cfg.DATASET.ROOT = os.path.join(cfg.DATA_DIR, cfg.DATASET.ROOT)
@@ -88,7 +113,8 @@ def load_config(source: Union[str, os.PathLike, CN, None] = None, opts: Optional
                 freeze: bool = True, *, data_dir: str = "", output_dir: str = "", log_dir: str = "") -> CN:
     """The one way to build a config: defaults, then `source`, then `opts` (trailing `KEY VALUE` pairs), then the
     `output_dir` / `log_dir` / `data_dir` overrides (the official --modelDir/--logDir/--dataDir), then DATA_DIR joined
-    onto DATASET.ROOT, MODEL.PRETRAINED and TEST.MODEL_FILE, then `check_config`; frozen unless `freeze` is False.
+    onto DATASET.ROOT, MODEL.PRETRAINED and TEST.MODEL_FILE, then `check_config` and `apply_dataset_defaults`; frozen
+    unless `freeze` is False.
 
     `source` is a yaml path, or a CfgNode that is already a resolved config (one made by this function, a zoo entry's,
     the one stored in an exported .onnx file): its DATA_DIR was joined already and is not joined again.
@@ -112,6 +138,8 @@ def load_config(source: Union[str, os.PathLike, CN, None] = None, opts: Optional
     if not resolved or data_dir:
         _join_data_dir(cfg)
     check_config(cfg)
+    if not resolved:  # a resolved config had its keypoint set filled in when it was made
+        apply_dataset_defaults(cfg, _sets_dataset(os.fspath(source) if source else None, list(opts or [])))
     if freeze:
         cfg.freeze()
     return cfg

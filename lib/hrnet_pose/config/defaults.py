@@ -88,7 +88,7 @@ _C.LOSS.USE_DIFFERENT_JOINTS_WEIGHT = False  # scale target weights by the keypo
 
 _C.DATASET = CN()
 _C.DATASET.ROOT = ""  # dataset folder (official layout: annotations/, images/<set>/)
-_C.DATASET.DATASET = "mpii"  # 'coco' or 'synthetic' (official default kept for type compatibility)
+_C.DATASET.DATASET = "mpii"  # 'coco', 'mpii', 'synthetic' (COCO format) or 'synthetic_mpii' (MPII format)
 _C.DATASET.TRAIN_SET = "train"  # training split name, e.g. train2017
 _C.DATASET.TEST_SET = "valid"  # evaluation split name, e.g. val2017
 _C.DATASET.DATA_FORMAT = "jpg"  # jpg/jpeg/png: images are read by file name; 'zip' archives are an error
@@ -100,7 +100,7 @@ _C.DATASET.ROT_FACTOR = 30  # rotation jitter in degrees: clip(randn*f, -2f, 2f)
 _C.DATASET.PROB_HALF_BODY = 0.0  # probability of cropping to the upper or lower body
 _C.DATASET.NUM_JOINTS_HALF_BODY = 8  # half-body only when more visible joints than this
 _C.DATASET.COLOR_RGB = False  # feed RGB (true) or BGR (false) to the network
-_C.DATASET.KEYPOINT_SET = ""  # '' for COCO-17, or a keypoint-set yaml (names, flip pairs, sigmas, skeleton)
+_C.DATASET.KEYPOINT_SET = ""  # '' = the dataset's own (MPII-16 for mpii, else COCO-17), 'coco', 'mpii' or a yaml
 _C.DATASET.SKIP_BAD_IMAGES = True  # training only: skip unreadable images with a warning instead of failing
 _C.DATASET.FAST_DECODE = False  # decode JPEGs at 1/2, 1/4, 1/8 size when the box is that much larger than the input
 _C.DATASET.IMAGE_CACHE_DIR = ""  # folder for decoded images (decode once, memory-map after; H*W*3 bytes per image)

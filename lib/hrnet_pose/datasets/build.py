@@ -1,7 +1,8 @@
 """Config -> dataset and dataloader adapters (the only place where DATASET.*, TEST.*, AUG.* keys are read).
 
 `build_dataset(cfg, split)` gives a `CocoKeypoints` over real COCO (`DATASET.DATASET: coco`) or over the synthetic
-COCO-format set (`synthetic`, generated under DATASET.ROOT on first use); for training with DATASET.SELECT_DATA it
+COCO-format set (`synthetic`, generated under DATASET.ROOT on first use), or an `MpiiKeypoints` over MPII (`mpii`) or
+the synthetic MPII-format set (`synthetic_mpii`, generated likewise); for training with DATASET.SELECT_DATA it
 keeps the samples the official `select_data` keeps. `build_dataloader` batches samples (input [B, 3, H, W], target
 [B, K, h, w], target_weight [B, K, 1], meta) and drops unreadable images.
 """
@@ -18,16 +19,18 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torch.utils.data._utils.collate import default_collate
 
-from ..config import check_config
+from ..config import MPII_DATASETS, check_config
 from ..errors import ConfigError
 from ..geometry import PIXEL_STD
 from .coco import CocoKeypoints
+from .mpii import MpiiKeypoints
 from .synthetic import DETECTION_FILE, generate_synthetic_coco
+from .synthetic_mpii import generate_synthetic_mpii
 from .transforms import AugmentationConfig
 
 logger = logging.getLogger(__name__)
 
-DATASET_NAMES = ("coco", "synthetic")
+DATASET_NAMES = ("coco", "synthetic") + MPII_DATASETS
 
 
 def augmentation_config(cfg) -> AugmentationConfig:
@@ -52,8 +55,32 @@ def augmentation_config(cfg) -> AugmentationConfig:
 
 def ensure_synthetic(cfg) -> str:
     """Generate the synthetic dataset under DATASET.ROOT unless it is there; atomic (temp dir, then rename)."""
-    root = cfg.DATASET.ROOT
-    marker = os.path.join(root, "annotations", f"person_keypoints_{cfg.DATASET.TEST_SET}.json")
+    sc = cfg.SYNTHETIC
+    return _generate_once(
+        cfg.DATASET.ROOT, os.path.join("annotations", f"person_keypoints_{cfg.DATASET.TEST_SET}.json"),
+        lambda out: generate_synthetic_coco(out, sc.NUM_TRAIN_IMAGES, sc.NUM_VAL_IMAGES, seed=sc.SEED,
+                                            image_size=tuple(sc.IMAGE_SIZE), max_people=sc.MAX_PEOPLE,
+                                            crowd_prob=sc.CROWD_PROB, occluder_prob=sc.OCCLUDER_PROB,
+                                            detections=sc.DETECTIONS),
+        f"synthetic dataset ({sc.NUM_TRAIN_IMAGES} train / {sc.NUM_VAL_IMAGES} val images, seed {sc.SEED})")
+
+
+def ensure_synthetic_mpii(cfg) -> str:
+    """`ensure_synthetic` for the synthetic MPII-format set (splits 'train' and 'valid', from the SYNTHETIC.* keys
+    that apply: SEED, NUM_TRAIN_IMAGES, NUM_VAL_IMAGES, IMAGE_SIZE, MAX_PEOPLE, OCCLUDER_PROB)."""
+    sc = cfg.SYNTHETIC
+    return _generate_once(
+        cfg.DATASET.ROOT, os.path.join("annot", f"{cfg.DATASET.TEST_SET}.json"),
+        lambda out: generate_synthetic_mpii(out, sc.NUM_TRAIN_IMAGES, sc.NUM_VAL_IMAGES, seed=sc.SEED,
+                                            image_size=tuple(sc.IMAGE_SIZE), max_people=sc.MAX_PEOPLE,
+                                            occluder_prob=sc.OCCLUDER_PROB),
+        f"synthetic MPII dataset ({sc.NUM_TRAIN_IMAGES} train / {sc.NUM_VAL_IMAGES} valid images, seed {sc.SEED})")
+
+
+def _generate_once(root: str, marker_rel: str, generate, what: str) -> str:
+    """Run `generate(folder)` into a temporary folder beside `root` and rename it to `root`, unless `root` already
+    holds `marker_rel`; a non-empty `root` without it is an error (nothing of the user's is overwritten)."""
+    marker = os.path.join(root, marker_rel)
     if os.path.isfile(marker):
         return root
     if os.path.isdir(root) and os.listdir(root):
@@ -62,14 +89,9 @@ def ensure_synthetic(cfg) -> str:
     parent = os.path.dirname(os.path.abspath(root))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".synthetic-", dir=parent)
-    sc = cfg.SYNTHETIC
-    logger.info("generating the synthetic dataset in %s (%d train / %d val images, seed %d)", root,
-                sc.NUM_TRAIN_IMAGES, sc.NUM_VAL_IMAGES, sc.SEED)
+    logger.info("generating the %s in %s", what, root)
     try:
-        generate_synthetic_coco(tmp, sc.NUM_TRAIN_IMAGES, sc.NUM_VAL_IMAGES, seed=sc.SEED,
-                                image_size=tuple(sc.IMAGE_SIZE), max_people=sc.MAX_PEOPLE,
-                                crowd_prob=sc.CROWD_PROB, occluder_prob=sc.OCCLUDER_PROB,
-                                detections=sc.DETECTIONS)
+        generate(tmp)
         if os.path.isdir(root):
             os.rmdir(root)  # empty (checked above)
         os.rename(tmp, root)
@@ -122,13 +144,51 @@ def build_dataset(cfg, split: str, codec: Any = None) -> Dataset:
         from ..codecs.heatmap import build_codec
 
         codec = build_codec(cfg)
+    if name in MPII_DATASETS:
+        dataset = build_mpii_dataset(cfg, split, codec)
+    else:
+        dataset = build_coco_dataset(cfg, split, codec)
+    if split == "train" and cfg.DATASET.SELECT_DATA:
+        before = len(dataset.db)
+        dataset.db = select_data(dataset.db)
+        logger.info("DATASET.SELECT_DATA: kept %d of %d training samples (official select_data)", len(dataset.db),
+                    before)
+    return dataset
+
+
+def build_mpii_dataset(cfg, split: str, codec: Any) -> MpiiKeypoints:
+    """MpiiKeypoints of DATASET.TRAIN_SET / TEST_SET under DATASET.ROOT (`synthetic_mpii`: generated first).
+    MPII evaluation uses the annotated boxes: TEST.USE_GT_BBOX and TEST.COCO_BBOX_FILE do not apply."""
+    if cfg.DATASET.IMAGE_CACHE_DIR:
+        raise ConfigError(f"DATASET.IMAGE_CACHE_DIR is {cfg.DATASET.IMAGE_CACHE_DIR!r}, but the image cache needs the "
+                         "image sizes of a COCO annotation file; MPII annotations have none: set it to ''")
+    if str(cfg.DATASET.DATASET).lower() == "synthetic_mpii":
+        ensure_synthetic_mpii(cfg)
+    is_train = split == "train"
+    return MpiiKeypoints(
+        root=cfg.DATASET.ROOT,
+        image_set=cfg.DATASET.TRAIN_SET if is_train else cfg.DATASET.TEST_SET,
+        is_train=is_train,
+        image_size=tuple(cfg.MODEL.IMAGE_SIZE),
+        codec=codec,
+        keypoint_set=cfg.DATASET.KEYPOINT_SET or "mpii",
+        transform_cfg=augmentation_config(cfg),
+        color_rgb=bool(cfg.DATASET.COLOR_RGB),
+        skip_bad_images=bool(cfg.DATASET.SKIP_BAD_IMAGES),
+        fast_decode=bool(cfg.DATASET.FAST_DECODE),
+    )
+
+
+def build_coco_dataset(cfg, split: str, codec: Any) -> CocoKeypoints:
+    """CocoKeypoints of DATASET.TRAIN_SET / TEST_SET (`synthetic`: generated first), GT or detector boxes."""
+    name = str(cfg.DATASET.DATASET).lower()
     bbox_file = cfg.TEST.COCO_BBOX_FILE
     if name == "synthetic":
         ensure_synthetic(cfg)
         if not bbox_file:
             bbox_file = os.path.join(cfg.DATASET.ROOT, "person_detection_results", DETECTION_FILE)
     is_train = split == "train"
-    dataset = CocoKeypoints(
+    return CocoKeypoints(
         root=cfg.DATASET.ROOT,
         image_set=cfg.DATASET.TRAIN_SET if is_train else cfg.DATASET.TEST_SET,
         is_train=is_train,
@@ -144,12 +204,6 @@ def build_dataset(cfg, split: str, codec: Any = None) -> Dataset:
         fast_decode=bool(cfg.DATASET.FAST_DECODE),
         image_cache_dir=str(cfg.DATASET.IMAGE_CACHE_DIR),
     )
-    if is_train and cfg.DATASET.SELECT_DATA:
-        before = len(dataset.db)
-        dataset.db = select_data(dataset.db)
-        logger.info("DATASET.SELECT_DATA: kept %d of %d training samples (official select_data)", len(dataset.db),
-                    before)
-    return dataset
 
 
 def collate_skip_none(batch: List[Any]) -> Optional[Any]:

@@ -180,18 +180,30 @@ def _render_image(rng: np.random.Generator, w: int, h: int, max_people: int, cro
         own = np.zeros((h, w), np.uint8)
         _draw_figure(img, [silhouette, own], kp, unit, rng)
         owner[own > 0] = pid + 1
-        people.append((kp, silhouette > 0))
+        people.append((kp, unit, silhouette > 0))
     for _ in range(int(rng.random() < occluder_prob) + int(rng.random() < occluder_prob / 3)):
         _occluder(img, owner, rng)
     noise = rng.normal(0, 4, img.shape)
     img = np.clip(img + noise, 0, 255).astype(np.uint8)
-    for pid, (kp, silhouette) in enumerate(people):
+    for pid, (kp, unit, silhouette) in enumerate(people):
         inside = (kp[:, 0] >= 0) & (kp[:, 0] <= w - 1) & (kp[:, 1] >= 0) & (kp[:, 1] <= h - 1)
         xi = np.clip(np.round(kp[:, 0]).astype(int), 0, w - 1)
         yi = np.clip(np.round(kp[:, 1]).astype(int), 0, h - 1)
         vis = np.where(inside, np.where(owner[yi, xi] == pid + 1, 2, 1), 0)
-        anns.append({"keypoints": np.where(inside[:, None], kp, 0.0), "vis": vis, "mask": silhouette})
+        # "points" (all 17, also outside the image) and "unit" (torso length in pixels) are for other keypoint
+        # layouts derived from the same figure (datasets.synthetic_mpii); the COCO json does not use them
+        anns.append({"keypoints": np.where(inside[:, None], kp, 0.0), "vis": vis, "mask": silhouette, "points": kp,
+                     "unit": unit})
     return img, anns
+
+
+def write_jpeg(path: str, img: np.ndarray, quality: int) -> None:
+    """Encode a BGR image as JPEG at `quality` and write it to `path`."""
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError(f"cannot encode synthetic image {os.path.basename(path)}")
+    with open(path, "wb") as f:
+        f.write(buf.tobytes())
 
 
 def _polygons(mask: np.ndarray) -> List[List[float]]:
@@ -228,11 +240,7 @@ def _write_split(out_dir: str, split: str, num_images: int, seed: int, size: Tup
         rng = np.random.default_rng([seed, 0 if split == "train" else 1, i])
         img, anns = _render_image(rng, w, h, max_people, crowd_prob, occluder_prob)
         file_name = f"{image_id:012d}.jpg"
-        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
-        if not ok:
-            raise RuntimeError(f"cannot encode synthetic image {file_name}")
-        with open(os.path.join(image_dir, file_name), "wb") as f:
-            f.write(buf.tobytes())
+        write_jpeg(os.path.join(image_dir, file_name), img, jpeg_quality)
         images.append({"id": image_id, "file_name": file_name, "width": w, "height": h})
         num_kept = 0
         for a in anns:

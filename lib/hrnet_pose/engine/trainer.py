@@ -302,8 +302,9 @@ class Trainer:
                 record = {"epoch": epoch, **stats}
                 if epoch == end - 1 or (epoch + 1) % max(1, int(cfg.TEST.INTERVAL)) == 0:
                     metrics = self.validator.run(self.eval_model(), epoch=epoch)
-                    perf = float(metrics["AP"])
-                    record.update(AP=perf, val_loss=metrics.get("loss"))
+                    # the best model is picked by AP (COCO) or Mean PCKh (MPII), as the official perf_indicator
+                    perf = float(metrics.get(self.validator.perf_name, float("nan")))
+                    record.update({self.validator.perf_name: perf, "val_loss": metrics.get("loss")})
                 self.history.append(record)
                 self._end_of_epoch(epoch, perf)
             final = ckpt_io.bare_state_dict(self.eval_model())
@@ -321,7 +322,8 @@ class Trainer:
         weights = ckpt_io.bare_state_dict(self.eval_model())
         is_best = math.isfinite(perf) and perf > self.best_perf and ckpt_io.state_is_finite(weights)
         if math.isfinite(perf) and perf > self.best_perf and not is_best:
-            logger.warning("epoch %d: AP %.4f but the weights hold NaN/Inf: not saved as best", epoch, perf)
+            logger.warning("epoch %d: %s %.4f but the weights hold NaN/Inf: not saved as best", epoch,
+                           self.validator.perf_name, perf)
         if is_best:
             self.best_perf, self.best_state = perf, weights
         if self.info.is_main:
@@ -335,8 +337,8 @@ class Trainer:
             def fmt(ap: float) -> str:
                 return f"{ap:.4f}" if ap >= 0 else "n/a"
 
-            logger.info("=> saving checkpoint to %s (epoch %d, last validated AP %s, best %s)", self.ckpt_path,
-                        epoch + 1, fmt(perf), fmt(self.best_perf))
+            logger.info("=> saving checkpoint to %s (epoch %d, last validated %s %s, best %s)", self.ckpt_path,
+                        epoch + 1, self.validator.perf_name, fmt(perf), fmt(self.best_perf))
         barrier()
 
 

@@ -1,7 +1,9 @@
-"""Validation during training and the evaluation run behind `tools/test.py` (OKS AP, official protocol).
+"""Validation during training and the evaluation run behind `tools/test.py` (OKS AP, or PCKh for MPII; official
+protocols).
 
 Each process runs the model (flip test per TEST.FLIP_TEST, aligned as the codec says) on its shard of the person boxes,
-decodes heatmaps [B,K,h,w] to image keypoints [B,K,2] + scores [B,K,1], and feeds the COCO evaluator. The evaluator
+decodes heatmaps [B,K,h,w] to image keypoints [B,K,2] + scores [B,K,1], and feeds the COCO evaluator (the MPII PCKh
+evaluator for an MPII dataset: `mpii_evaluation`). The evaluator
 states are all-gathered and merged by sample index (DistributedSampler pads the last shard with repeats), so N
 processes report exactly the AP of one. Every AP logged or written names its protocol: GT or detector boxes, flip,
 decoder and input size, UDP, flip alignment, refinement, forward precision and the COCO evaluation backend.
@@ -18,8 +20,10 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from ..codecs.heatmap import FLIP_ALIGNMENT_TEXT, REFINEMENT_TEXT
+from ..datasets.mpii import MpiiKeypoints
 from ..errors import ConfigError
 from ..evaluation.coco_keypoints import BACKENDS, CocoKeypointEvaluator, describe_protocol, format_results_table
+from ..evaluation.mpii import PCKH_PROTOCOL, MpiiGroundTruthError, MpiiPCKhEvaluator, load_gt_mat
 from ..evaluation.pck import accuracy
 from ..fileio import write_json_atomic
 from ..models.inference import autocast_context, heatmaps_with_flip, model_runner
@@ -34,11 +38,13 @@ def _numpy(x: Any) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
-def describe_run_protocol(cfg: Any, codec: Any, use_gt_bbox: bool, bbox_file: str) -> Tuple[str, Dict[str, Any]]:
+def describe_run_protocol(cfg: Any, codec: Any, use_gt_bbox: bool, bbox_file: str,
+                          metric: Optional[str] = None) -> Tuple[str, Dict[str, Any]]:
     """The protocol line printed under the AP table and its fields for metrics.json.
 
     The codec, not the raw TEST.* keys, says how the flip test was aligned and which refinement ran (under UDP:
     no shift, no quarter offset). Reads TEST.FLIP_TEST, TEST.COCO_EVAL_BACKEND, ENGINE.AMP and MODEL.IMAGE_SIZE.
+    `metric` (a description) replaces the COCO evaluation backend at the end of the line, for non-COCO metrics.
     """
     backend = str(cfg.TEST.COCO_EVAL_BACKEND)
     if backend not in BACKENDS:
@@ -48,7 +54,9 @@ def describe_run_protocol(cfg: Any, codec: Any, use_gt_bbox: bool, bbox_file: st
     line = describe_protocol(
         use_gt_bbox, bbox_file, flip_test, codec.decoder, list(cfg.MODEL.IMAGE_SIZE), udp=codec.use_udp,
         flip_alignment=FLIP_ALIGNMENT_TEXT[codec.flip_alignment], refinement=REFINEMENT_TEXT[codec.refinement],
-        forward_precision=amp, backend=backend)
+        forward_precision=amp, backend=None if metric else backend)
+    if metric:
+        line = f"{line}; {metric}"
     fields = {
         "boxes": "GT" if use_gt_bbox else "detector", "bbox_file": "" if use_gt_bbox else bbox_file,
         "flip_test": flip_test, "shift_heatmap": flip_test and codec.flip_shift,
@@ -68,8 +76,22 @@ def build_evaluator(cfg: Any, coco: Any, keypoint_set: Any, use_gt_bbox: bool) -
         oks_thre=float(cfg.TEST.OKS_THRE), soft_nms=bool(cfg.TEST.SOFT_NMS), backend=str(cfg.TEST.COCO_EVAL_BACKEND))
 
 
+def mpii_evaluation(cfg: Any, codec: Any, dataset: MpiiKeypoints) -> Tuple[MpiiPCKhEvaluator, str, Dict[str, Any]]:
+    """MPII: the PCKh evaluator over the dataset's gt_<set>.mat (none for a test split, which writes pred.mat only),
+    the protocol line and its metrics.json fields. The boxes are always the annotated ones."""
+    gt = load_gt_mat(dataset.gt_file) if dataset.has_labels else None
+    if gt is not None and len(gt) != len(dataset):
+        raise MpiiGroundTruthError(
+            f"{dataset.gt_file} has {len(gt)} persons but {dataset.ann_file} has {len(dataset)}: they must be the "
+            f"same split, in the same order (DATASET.TEST_SET {dataset.image_set!r})")
+    line, fields = describe_run_protocol(cfg, codec, True, "", metric=PCKH_PROTOCOL)
+    fields.update(boxes="MPII annotation", eval_backend="mpii_pckh")
+    return MpiiPCKhEvaluator(gt, num_samples=len(dataset)), line, fields
+
+
 class Validator:
-    """Runs one evaluation pass over a loader; `run(model)` -> dict of the 10 COCO stats, loss, acc, protocol."""
+    """Runs one evaluation pass over a loader; `run(model)` -> dict of the 10 COCO stats (MPII: the 9 PCKh values),
+    loss, acc, protocol. `perf_name` is the stat that picks the best model ('AP'; MPII 'Mean')."""
 
     def __init__(self, cfg: Any, codec: Any, dataset: Any, loader: Any, device: torch.device,
                  loss_fn: Optional[nn.Module], output_dir: str, tensorboard: Any = None):
@@ -80,8 +102,12 @@ class Validator:
         self.use_gt_bbox = bool(getattr(base, "use_gt_bbox", cfg.TEST.USE_GT_BBOX))
         bbox_file = getattr(base, "bbox_file", "") or cfg.TEST.COCO_BBOX_FILE
         self.flip_test = bool(cfg.TEST.FLIP_TEST)
-        self.protocol, self.protocol_fields = describe_run_protocol(cfg, codec, self.use_gt_bbox, bbox_file)
-        self.evaluator = build_evaluator(cfg, base.coco, self.keypoint_set, self.use_gt_bbox)
+        if isinstance(base, MpiiKeypoints):
+            self.evaluator, self.protocol, self.protocol_fields = mpii_evaluation(cfg, codec, base)
+        else:
+            self.protocol, self.protocol_fields = describe_run_protocol(cfg, codec, self.use_gt_bbox, bbox_file)
+            self.evaluator = build_evaluator(cfg, base.coco, self.keypoint_set, self.use_gt_bbox)
+        self.perf_name = getattr(self.evaluator, "perf_name", "AP")
 
     @torch.no_grad()
     def run(self, model: nn.Module, epoch: Optional[int] = None) -> Dict[str, Any]:
@@ -129,10 +155,13 @@ class Validator:
             result = dict(stats)
             result.update(loss=sum(s[1] for s in states) / total, acc=sum(s[2] for s in states) / total,
                           num_instances=len(self.evaluator), protocol=self.protocol, **self.protocol_fields)
+            if getattr(self.evaluator, "pred_file", None):  # MPII: the official pred.mat
+                result["pred_file"] = self.evaluator.pred_file
         result = broadcast_object(result)
         elapsed = time.time() - t0
         if is_main_process():
-            table = format_results_table({k: result[k] for k in stats}, str(cfg.MODEL.NAME))
+            table = (format_results_table({k: result[k] for k in stats}, str(cfg.MODEL.NAME)) if stats
+                     else "(no ground truth for this split: predictions written, nothing to score)")
             logger.info("Test: %s%d samples in %.1fs, loss %.5f, accuracy %.3f\n%s\n%s",
                         "" if epoch is None else f"epoch {epoch}, ", result["num_instances"], elapsed,
                         result["loss"], result["acc"], table, self.protocol)
@@ -147,7 +176,8 @@ class Validator:
 def evaluate_model_file(cfg: Any, cfg_path: str) -> Dict[str, Any]:
     """Entry point of tools/test.py: load TEST.MODEL_FILE (or OUTPUT/.../final_state.pth) strictly and evaluate.
 
-    Writes results/keypoints_<TEST_SET>_results_0.json and metrics.json (10 stats + protocol) atomically.
+    Writes results/keypoints_<TEST_SET>_results_0.json (MPII: the official pred.mat) and metrics.json (the stats +
+    protocol) atomically.
     """
     from ..codecs.heatmap import build_codec
     from ..datasets.build import build_dataloader, build_dataset
