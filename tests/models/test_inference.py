@@ -11,7 +11,7 @@ from torch import nn
 
 from hrnet_pose.codecs import HeatmapCodec
 from hrnet_pose.codecs.flip import flip_back, merge_flip, shift_heatmap_right
-from hrnet_pose.models.inference import inference_with_flip, predict_keypoints
+from hrnet_pose.models.inference import inference_with_flip
 from hrnet_pose.keypoints import COCO17, load_keypoint_set
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures"
@@ -106,18 +106,23 @@ def test_flip_test_matches_official_tiny_hrnet():
     torch.testing.assert_close(out, blob["output_fliptest_shift"], atol=1e-5, rtol=1e-4)
 
 
-def test_predict_keypoints_batched_over_persons():
+def _keypoints(model, images, centers, scales, codec):
+    """What the callers do: the flip test aligned as the codec says, then the codec's decoder."""
+    return codec.decode(inference_with_flip(model, images, COCO17.flip_index, True, codec.flip_shift), centers, scales)
+
+
+def test_flip_test_and_decode_batched_over_persons():
     torch.manual_seed(1)
     model = _TinyNet().eval()
     images = torch.randn(4, 3, 64, 48)
     codec = HeatmapCodec((48, 64), (12, 16), 2, post_process=True)
     centers = np.array([[100, 100], [200, 150], [50, 60], [300, 300]], np.float32)
     scales = np.array([[0.6, 0.8], [1.2, 1.6], [0.3, 0.4], [0.9, 1.2]], np.float32)
-    preds, maxvals = predict_keypoints(model, images, centers, scales, codec, COCO17.flip_index)
+    preds, maxvals = _keypoints(model, images, centers, scales, codec)
     assert preds.shape == (4, 17, 2) and maxvals.shape == (4, 17, 1)
     # one person at a time gives the same answer
     for i in range(4):
-        p, m = predict_keypoints(model, images[i:i + 1], centers[i:i + 1], scales[i:i + 1], codec, COCO17.flip_index)
+        p, m = _keypoints(model, images[i:i + 1], centers[i:i + 1], scales[i:i + 1], codec)
         np.testing.assert_allclose(p[0], preds[i], atol=1e-4)
         np.testing.assert_allclose(m[0], maxvals[i], atol=1e-5)
 
@@ -229,7 +234,7 @@ def test_official_flip_test_of_a_self_mirror_input_is_symmetric_about_the_shifte
         assert preds[0, a, 1] == pytest.approx(preds[0, b, 1], abs=1e-4)
 
 
-def test_predict_keypoints_on_a_self_mirror_image_with_udp_is_mirror_symmetric():
+def test_keypoints_of_a_self_mirror_image_with_udp_are_mirror_symmetric():
     torch.manual_seed(6)
     model = _TinyNet().eval()
     with torch.no_grad():
@@ -242,9 +247,7 @@ def test_predict_keypoints_on_a_self_mirror_image_with_udp_is_mirror_symmetric()
     torch.testing.assert_close(flip_back(heatmaps, COCO17.flip_index), heatmaps, rtol=0, atol=0)
     centers = np.array([[23.5, 31.5], [23.5, 31.5]])
     scales = np.array([[47 / 200, 63 / 200], [47 / 200, 63 / 200]])
-    preds, _ = predict_keypoints(model, images, centers, scales, codec, COCO17.flip_index)
+    preds, _ = _keypoints(model, images, centers, scales, codec)
     for a, b in _pairs():
         np.testing.assert_allclose(preds[:, a, 0] + preds[:, b, 0], 47.0, atol=1e-4)
         np.testing.assert_allclose(preds[:, a, 1], preds[:, b, 1], atol=1e-4)
-    with pytest.raises(ValueError, match="UDP"):
-        predict_keypoints(model, images, centers, scales, codec, COCO17.flip_index, shift_heatmap=True)

@@ -14,7 +14,6 @@ The learning rate is a pure function of (epoch, iteration), so resuming restores
 import bisect
 import copy
 import logging
-import math
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
@@ -187,8 +186,3 @@ class ModelEma:
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.updates = int(state["updates"])
         self.module.load_state_dict(state["module"], strict=True)
-
-
-def grad_norm_is_finite(total_norm: torch.Tensor) -> bool:
-    value = float(total_norm)
-    return math.isfinite(value)

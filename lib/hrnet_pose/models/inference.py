@@ -4,18 +4,15 @@
 last); `inference_with_flip` adds the official flip test (`codecs.flip.merge_flip`); `autocast_context` is the one
 place that maps ENGINE.AMP to torch.autocast.
 
-Shapes: images [N,3,H,W] float -> heatmaps [N,K,h,w] float32; `predict_keypoints` -> preds [N,K,2] (image pixels,
-float32) and maxvals [N,K,1].
+Shapes: images [N,3,H,W] float -> heatmaps [N,K,h,w] float32, which `HeatmapCodec.decode` turns into image
+keypoints.
 """
 
 import contextlib
-from typing import Optional, Tuple
 
-import numpy as np
 import torch
 
 from ..codecs.flip import FlipSpec, merge_flip
-from ..codecs.heatmap import HeatmapCodec
 
 
 def autocast_context(device: torch.device, amp: str):
@@ -57,25 +54,3 @@ def inference_with_flip(
     both = forward_heatmaps(model, torch.cat([images, images.flip(3)], dim=0))
     return merge_flip(both[:n], both[n:], flip_index, shift_heatmap)
 
-
-def predict_keypoints(
-    model: torch.nn.Module,
-    images: torch.Tensor,
-    centers: np.ndarray,
-    scales: np.ndarray,
-    codec: HeatmapCodec,
-    flip_index: FlipSpec,
-    flip_test: bool = True,
-    shift_heatmap: Optional[bool] = None,
-) -> Tuple[np.ndarray, np.ndarray]:
-    """Person crops [N,3,H,W] + their boxes (center [N,2], scale [N,2]) -> (preds [N,K,2], maxvals [N,K,1]).
-
-    The flip alignment is the codec's (`codec.flip_shift`); `shift_heatmap` overrides it for non-UDP codecs only.
-    """
-    if shift_heatmap is None:
-        shift_heatmap = codec.flip_shift
-    elif shift_heatmap and codec.use_udp:
-        raise ValueError("shift_heatmap=True with a UDP codec: the UDP flip is exact and a shift would misalign it "
-                         "by one heatmap column; leave shift_heatmap=None (the codec decides)")
-    heatmaps = inference_with_flip(model, images, flip_index, flip_test, shift_heatmap)
-    return codec.decode(heatmaps, centers, scales)
