@@ -47,13 +47,12 @@ class ZooDownloadError(UserError):
 class ZooEntry:
     """One released checkpoint and how to run it.
 
-    `arch_cfg` names the repository yaml (under experiments/) whose architecture the entry uses; `entry_config`
-    does not read it (the keys are embedded in `opts`). `url` is '' for manual downloads; `hash_prefix` is the
-    start of the file's SHA-256 ('' when unknown); `reported_ap` is COCO val2017 AP (x100) with detector boxes.
+    `opts` holds every config key the checkpoint needs (architecture, input size, decoder) over the defaults.
+    `url` is '' for manual downloads; `hash_prefix` is the start of the file's SHA-256 ('' when unknown);
+    `reported_ap` is COCO val2017 AP (x100) with detector boxes.
     """
 
     name: str
-    arch_cfg: str
     opts: Tuple[str, ...]
     url: str
     hash_prefix: str
@@ -116,16 +115,16 @@ def _mmpose(width: int, size: str, variant: str, url: str, ap: float, note: str 
     filename = url.rsplit("/", 1)[1]
     page = {"plain": "hrnet_coco.md", "dark": "hrnet_dark_coco.md", "udp": "hrnet_udp_coco.md"}[variant]
     return ZooEntry(
-        name=name, arch_cfg=f"coco/hrnet/w{width}_{size}_adam_lr1e-3.yaml", opts=_opts(width, size, variant), url=url,
-        hash_prefix=filename.rsplit("-", 1)[1].split("_")[0], filename=filename,
+        name=name, opts=_opts(width, size, variant), url=url, hash_prefix=filename.rsplit("-", 1)[1].split("_")[0],
+        filename=filename,
         source="MMPose " + ("0.x" if "/top_down/" in url else "1.x") + " model zoo", reported_ap=ap,
         ap_source=_MMPOSE_PAGE + page, note=note)
 
 
 def _official(width: int, size: str, ap: float) -> ZooEntry:
     return ZooEntry(
-        name=f"hrnet_w{width}_{size}_official", arch_cfg=f"coco/hrnet/w{width}_{size}_adam_lr1e-3.yaml",
-        opts=_opts(width, size, "plain"), url="", hash_prefix="", filename=f"pose_hrnet_w{width}_{size}.pth",
+        name=f"hrnet_w{width}_{size}_official", opts=_opts(width, size, "plain"), url="", hash_prefix="",
+        filename=f"pose_hrnet_w{width}_{size}.pth",
         source="official HRNet release (manual download from " + OFFICIAL_DRIVE + ")", reported_ap=ap,
         ap_source=OFFICIAL_AP_SOURCE)
 

@@ -12,7 +12,8 @@ from .weights import load_pretrained
 logger = logging.getLogger(__name__)
 
 
-def _stage_spec(node, name: str) -> dict:
+def _stage_spec(node) -> dict:
+    """The keyword arguments of one HRNet stage from its MODEL.EXTRA.STAGE<i> node."""
     return {
         "num_modules": int(node.NUM_MODULES),
         "num_branches": int(node.NUM_BRANCHES),
@@ -45,7 +46,7 @@ def build_model(cfg, is_train: bool = False) -> nn.Module:
             f"(DATASET.KEYPOINT_SET={cfg.DATASET.KEYPOINT_SET!r}) has {kps.num_keypoints} keypoints"
         )
     extra = cfg.MODEL.EXTRA
-    stages = [_stage_spec(extra[f"STAGE{i}"], f"STAGE{i}") for i in (2, 3, 4)]
+    stages = [_stage_spec(extra[f"STAGE{i}"]) for i in (2, 3, 4)]
     model = PoseHighResolutionNet(stages, cfg.MODEL.NUM_JOINTS, int(extra.FINAL_CONV_KERNEL),
                                   attention_spec_from_cfg(cfg))
     if is_train and cfg.MODEL.INIT_WEIGHTS:
