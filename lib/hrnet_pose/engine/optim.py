@@ -1,7 +1,7 @@
 """Optimizers, the multi-step learning-rate schedule with warm-up, and an EMA of the weights.
 
-Official recipe (OFFICIAL_FACTS §4): Adam, LR 1e-3, MultiStepLR([170, 200], 0.1) over 210 epochs. Two official bugs
-are reproduced only behind switches:
+Official recipe (experiments/coco/hrnet/*_adam_lr1e-3.yaml, the official yamls): Adam, LR 1e-3,
+MultiStepLR([170, 200], 0.1) over 210 epochs. Two official bugs are reproduced only behind switches:
 - `COMPAT.ADAM_IGNORES_WD`: the official Adam is built without weight decay, so `TRAIN.WD` has no effect. By default
   TRAIN.WD is passed to Adam (L2, as torch.optim.Adam does) and to AdamW (decoupled) and SGD.
 - `COMPAT.SCHEDULER_STEP_AT_EPOCH_START`: the official loop calls `lr_scheduler.step()` before each epoch, so every
