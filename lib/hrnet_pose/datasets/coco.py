@@ -31,7 +31,7 @@ from .transforms import (
     AugmentationConfig,
     Photometric,
     crop_person,
-    random_geometry,
+    random_geometry_params,
     to_normalized_tensor,
     transform_joints,
 )
@@ -249,9 +249,10 @@ class CocoKeypoints(torch.utils.data.Dataset):
         joints, joints_vis = rec["joints_3d"].copy(), rec["joints_3d_vis"].copy()
         center, scale, rot = rec["center"].copy(), rec["scale"].copy(), 0.0
         if self.is_train:
-            image, joints, joints_vis, center, scale, rot = random_geometry(
-                image, joints, joints_vis, center, scale, self.transform_cfg, self.keypoint_set.flip_pairs,
-                self.keypoint_set.upper_body_ids, self.aspect_ratio)
+            joints, joints_vis, center, scale, rot, flipped = random_geometry_params(
+                joints, joints_vis, center, scale, self.transform_cfg, self.keypoint_set.flip_pairs,
+                self.keypoint_set.upper_body_ids, self.aspect_ratio, image.shape[1])
+            image = image[:, ::-1] if flipped else image  # a view: the warp reads it mirrored, nothing is copied
         crop, trans = crop_person(image, center, scale, rot, self.image_size, self.use_udp)
         if self.photometric is not None:
             crop = self.photometric(crop)

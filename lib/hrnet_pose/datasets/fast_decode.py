@@ -18,8 +18,8 @@ one after the other, decode it once; and `to_normalized_tensor_fast` normalises 
 computed with the same float32 operations as `transforms.normalize_crops` (equal values, without three passes over
 the crop in float).
 
-Random draws are those of the plain path in the same order (`transforms.draw_geometry`), so a seeded run sees the
-same augmentations; joints, targets and meta are identical, only the crop pixels differ (decoded at a lower
+Random draws are those of the plain path in the same order (`transforms.random_geometry_params`), so a seeded run
+sees the same augmentations; joints, targets and meta are identical, only the crop pixels differ (decoded at a lower
 resolution, then interpolated). Non-JPEG files and boxes smaller than twice the input are decoded at full size.
 EXIF orientation is ignored as in the official reader. Output: the dict of `CocoKeypoints.prepare` (crop uint8
 [H, W, 3], joints [K, 3], joints_vis [K, 3], center, scale, rotation, trans) plus `decode_factor`.
@@ -36,7 +36,8 @@ import torch
 
 from ..geometry import PIXEL_STD
 from .image_io import image_read_error, read_image_reduced
-from .transforms import IMAGENET_MEAN, IMAGENET_STD, crop_matrix, draw_geometry, transform_joints, warp_crop
+from .transforms import (IMAGENET_MEAN, IMAGENET_STD, crop_matrix, random_geometry_params, transform_joints,
+                         warp_crop)
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ class _SampleGeometry:
         joints, joints_vis = rec["joints_3d"].copy(), rec["joints_3d_vis"].copy()
         center, scale, rot, flipped = rec["center"].copy(), rec["scale"].copy(), 0.0, False
         if ds.is_train:
-            joints, joints_vis, center, scale, rot, flipped = draw_geometry(
+            joints, joints_vis, center, scale, rot, flipped = random_geometry_params(
                 joints, joints_vis, center, scale, ds.transform_cfg, ds.keypoint_set.flip_pairs,
                 ds.keypoint_set.upper_body_ids, ds.aspect_ratio, width)
         return cls(joints, joints_vis, center, scale, rot, flipped)
