@@ -16,7 +16,9 @@ from hrnet_pose.errors import run_cli
 
 
 def main(argv: Optional[Sequence[str]] = None):
-    return run_demo(argv)
+    summary = run_demo(argv)
+    print(summary.format())
+    return summary
 
 
 if __name__ == "__main__":

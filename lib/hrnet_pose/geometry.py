@@ -54,13 +54,6 @@ def boxes_to_center_scale(
     return center, scale
 
 
-def center_scale_to_box(center: ArrayLike, scale: ArrayLike, pixel_std: float = PIXEL_STD) -> np.ndarray:
-    """Inverse of the box -> (center, scale) mapping, without the padding: [..., 4] xyxy of the crop region."""
-    center = np.asarray(center, dtype=np.float64)
-    size = np.asarray(scale, dtype=np.float64) * pixel_std
-    return np.concatenate([center - size / 2, center + size / 2], axis=-1)
-
-
 def _as_float_array(value: ArrayLike) -> np.ndarray:
     arr = np.asarray(value)
     return arr if np.issubdtype(arr.dtype, np.floating) else arr.astype(np.float64)

@@ -13,7 +13,7 @@ with the number of people and the length of their limbs, not with the image size
 """
 
 import math
-from typing import Mapping, Optional, Sequence, Tuple
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -98,6 +98,78 @@ def _put_label(image: np.ndarray, text: str, x: float, y: float, color: Tuple[in
     cv2.putText(image, text, (x0 + 2, y1 - base - 2), _FONT, scale, ink, thick, cv2.LINE_AA)
 
 
+def _pose_extras(n: int, boxes: Optional[np.ndarray], box_scores: Optional[np.ndarray],
+                 track_ids: Optional[np.ndarray]) -> Dict[str, np.ndarray]:
+    """The optional per-person arrays of `draw_poses` that were given, checked against the number of persons."""
+    extras = {}
+    for name, value, shape in (("boxes", boxes, (n, 4)), ("box_scores", box_scores, (n,)),
+                               ("track_ids", track_ids, (n,))):
+        if value is not None:
+            extras[name] = np.asarray(value)
+            if extras[name].shape != shape:
+                raise ValueError(f"draw_poses: {name} must have shape {shape} for {n} persons, got "
+                                 f"{extras[name].shape}")
+    return extras
+
+
+def _draw_skeletons(out: np.ndarray, kpts: np.ndarray, visible: np.ndarray, keypoint_set: KeypointSet, radius: int,
+                    thickness: int) -> None:
+    """Limbs whose two ends are `visible` [N,K], then the visible joints, of all N persons, drawn into `out`."""
+    colors = keypoint_colors(keypoint_set)
+    skeleton = np.asarray(keypoint_set.skeleton, dtype=np.int64).reshape(-1, 2)
+    limb_colors = _limb_colors(colors, skeleton)
+    # all masks for all persons at once; the loops below only issue the draw calls
+    limb_visible = visible[:, skeleton[:, 0]] & visible[:, skeleton[:, 1]]
+    finite_kpts = np.where(np.isfinite(kpts), kpts, 0.0)
+    pts = _fixed(finite_kpts)
+    # limbs at whole pixels: sub-pixel anti-aliased thick lines cost ~1.5x more and look the same
+    whole = np.round(np.clip(finite_kpts, -_COORD_LIMIT, _COORD_LIMIT)).astype(np.int32)
+    ends = np.stack([whole[:, skeleton[:, 0]], whole[:, skeleton[:, 1]]], axis=2) if len(skeleton) else None
+    color_list = [tuple(c) for c in colors.tolist()]
+    limb_color_list = [tuple(c) for c in limb_colors.tolist()]
+    r_fixed = radius * _ONE
+    for i in range(len(kpts)):
+        if ends is not None:
+            for li in np.flatnonzero(limb_visible[i]).tolist():
+                (x0, y0), (x1, y1) = ends[i, li].tolist()
+                cv2.line(out, (x0, y0), (x1, y1), limb_color_list[li], thickness, cv2.LINE_AA)
+        for j in np.flatnonzero(visible[i]).tolist():
+            x, y = pts[i, j].tolist()
+            cv2.circle(out, (x, y), r_fixed, color_list[j], -1, cv2.LINE_AA, _SHIFT)
+
+
+def _draw_boxes_and_labels(out: np.ndarray, kpts: np.ndarray, visible: np.ndarray, extras: Mapping[str, np.ndarray],
+                           draw_bbox: bool, radius: int, thickness: int) -> None:
+    """Per person: its box (draw_bbox) in its track colour, and a label 'id T' / box score at the box corner, else
+    above the highest visible joint; non-finite ids, boxes or scores are left out."""
+    ids = extras.get("track_ids")
+    ids = None if ids is None else ids.astype(np.float64)
+    bx = extras.get("boxes")
+    bx = None if bx is None else bx.astype(np.float64)
+    for i in range(len(kpts)):
+        has_box = bx is not None and np.isfinite(bx[i]).all()
+        color = id_color(int(ids[i])) if ids is not None and np.isfinite(ids[i]) else (0, 255, 0)
+        if draw_bbox and has_box:
+            # axis-aligned edges gain nothing from anti-aliasing, which costs several times more
+            p = np.round(np.clip(bx[i], -_COORD_LIMIT, _COORD_LIMIT)).astype(int).tolist()
+            cv2.rectangle(out, (p[0], p[1]), (p[2], p[3]), color, thickness, cv2.LINE_8)
+        parts = []
+        if ids is not None and np.isfinite(ids[i]):
+            parts.append(f"id {int(ids[i])}")
+        if draw_bbox and "box_scores" in extras and np.isfinite(extras["box_scores"][i]):
+            parts.append(f"{extras['box_scores'][i]:.2f}")
+        if not parts:
+            continue
+        if has_box:
+            anchor = (bx[i, 0], bx[i, 1])
+        elif visible[i].any():
+            top = np.flatnonzero(visible[i])[np.argmin(kpts[i, visible[i], 1])]
+            anchor = (kpts[i, top, 0], kpts[i, top, 1] - 2 * radius)
+        else:
+            continue
+        _put_label(out, " ".join(parts), anchor[0], anchor[1], color)
+
+
 def draw_poses(
     image: np.ndarray,
     keypoints: np.ndarray,
@@ -130,68 +202,13 @@ def draw_poses(
     if kpts.shape != (n, k, 2) or scores.shape != (n, k):
         raise ValueError(f"draw_poses: keypoint set '{keypoint_set.name}' has {k} keypoints; expected keypoints "
                          f"[N,{k},2] and scores [N,{k}], got {kpts.shape} and {scores.shape}")
-    extras = {}
-    for name, value, shape in (("boxes", boxes, (n, 4)), ("box_scores", box_scores, (n,)),
-                               ("track_ids", track_ids, (n,))):
-        if value is not None:
-            extras[name] = np.asarray(value)
-            if extras[name].shape != shape:
-                raise ValueError(f"draw_poses: {name} must have shape {shape} for {n} persons, got "
-                                 f"{extras[name].shape}")
+    extras = _pose_extras(n, boxes, box_scores, track_ids)
     default_r, default_t = default_sizes(out.shape)
     radius = default_r if radius is None else int(radius)
     thickness = default_t if thickness is None else int(thickness)
-
-    colors = keypoint_colors(keypoint_set)
-    skeleton = np.asarray(keypoint_set.skeleton, dtype=np.int64).reshape(-1, 2)
-    limb_colors = _limb_colors(colors, skeleton)
-    # all masks for all persons at once; the loops below only issue the draw calls
     visible = np.isfinite(kpts).all(axis=2) & (scores >= kpt_thr)
-    limb_visible = visible[:, skeleton[:, 0]] & visible[:, skeleton[:, 1]]
-    finite_kpts = np.where(np.isfinite(kpts), kpts, 0.0)
-    pts = _fixed(finite_kpts)
-    # limbs at whole pixels: sub-pixel anti-aliased thick lines cost ~1.5x more and look the same
-    whole = np.round(np.clip(finite_kpts, -_COORD_LIMIT, _COORD_LIMIT)).astype(np.int32)
-    ends = np.stack([whole[:, skeleton[:, 0]], whole[:, skeleton[:, 1]]], axis=2) if len(skeleton) else None
-    color_list = [tuple(c) for c in colors.tolist()]
-    limb_color_list = [tuple(c) for c in limb_colors.tolist()]
-    r_fixed = radius * _ONE
-
-    for i in range(n):
-        if ends is not None:
-            for li in np.flatnonzero(limb_visible[i]).tolist():
-                (x0, y0), (x1, y1) = ends[i, li].tolist()
-                cv2.line(out, (x0, y0), (x1, y1), limb_color_list[li], thickness, cv2.LINE_AA)
-        for j in np.flatnonzero(visible[i]).tolist():
-            x, y = pts[i, j].tolist()
-            cv2.circle(out, (x, y), r_fixed, color_list[j], -1, cv2.LINE_AA, _SHIFT)
-
-    ids = extras.get("track_ids")
-    ids = None if ids is None else ids.astype(np.float64)
-    bx = extras.get("boxes")
-    bx = None if bx is None else bx.astype(np.float64)
-    for i in range(n):
-        has_box = bx is not None and np.isfinite(bx[i]).all()
-        color = id_color(int(ids[i])) if ids is not None and np.isfinite(ids[i]) else (0, 255, 0)
-        if draw_bbox and has_box:
-            # axis-aligned edges gain nothing from anti-aliasing, which costs several times more
-            p = np.round(np.clip(bx[i], -_COORD_LIMIT, _COORD_LIMIT)).astype(int).tolist()
-            cv2.rectangle(out, (p[0], p[1]), (p[2], p[3]), color, thickness, cv2.LINE_8)
-        parts = []
-        if ids is not None and np.isfinite(ids[i]):
-            parts.append(f"id {int(ids[i])}")
-        if draw_bbox and "box_scores" in extras and np.isfinite(extras["box_scores"][i]):
-            parts.append(f"{extras['box_scores'][i]:.2f}")
-        if not parts:
-            continue
-        if has_box:
-            anchor = (bx[i, 0], bx[i, 1])
-        elif visible[i].any():
-            top = np.flatnonzero(visible[i])[np.argmin(kpts[i, visible[i], 1])]
-            anchor = (kpts[i, top, 0], kpts[i, top, 1] - 2 * radius)
-        else:
-            continue
-        _put_label(out, " ".join(parts), anchor[0], anchor[1], color)
+    _draw_skeletons(out, kpts, visible, keypoint_set, radius, thickness)
+    _draw_boxes_and_labels(out, kpts, visible, extras, draw_bbox, radius, thickness)
     return out
 
 

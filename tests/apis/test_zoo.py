@@ -66,7 +66,7 @@ def test_entry_builds_offline_with_its_architecture_and_decoder(name):
     width = int(re.search(r"_w(\d+)_", name).group(1))
     size = name.split("_")[2]
     # the embedded keys equal the repository's official yaml for everything that shapes the network
-    ref = load_config(os.path.join(EXPERIMENTS, entry.arch_cfg))
+    ref = load_config(os.path.join(EXPERIMENTS, "coco", "hrnet", f"w{width}_{size}_adam_lr1e-3.yaml"))
     for key in ("STAGE2", "STAGE3", "STAGE4", "FINAL_CONV_KERNEL", "ATTENTION"):
         assert cfg.MODEL.EXTRA[key] == ref.MODEL.EXTRA[key], key
     assert cfg.MODEL.NUM_JOINTS == ref.MODEL.NUM_JOINTS == 17
@@ -99,8 +99,7 @@ def test_litehrnet_entry_builds_offline_as_its_yaml_and_mmpose_tests_it(name):
     the quarter offset, flip test with the shifted heatmap); the MMPose 0.x file with its hash prefix."""
     entry = zoo.get_entry(name)
     cfg = zoo.entry_config(name)
-    ref = load_config(os.path.join(EXPERIMENTS, entry.arch_cfg))
-    assert entry.arch_cfg == f"coco/litehrnet/{name}.yaml"
+    ref = load_config(os.path.join(EXPERIMENTS, f"coco/litehrnet/{name}.yaml"))
     assert cfg.MODEL.NAME == ref.MODEL.NAME == "lite_hrnet"
     for key in ("LITE_HRNET", "FINAL_CONV_KERNEL"):
         assert cfg.MODEL.EXTRA[key] == ref.MODEL.EXTRA[key], key

@@ -50,7 +50,8 @@ def test_entries_and_reported_numbers():
 def test_entry_builds_offline_as_the_official_mpii_yaml(name):
     entry = zoo.get_entry(name)
     cfg = zoo.entry_config(name)
-    ref = load_config(os.path.join(REPO, "experiments", entry.arch_cfg))
+    width = name.split("_")[1]  # hrnet_w32_mpii_... -> w32
+    ref = load_config(os.path.join(REPO, "experiments", "mpii", "hrnet", f"{width}_256x256_adam_lr1e-3.yaml"))
     for key in ("STAGE2", "STAGE3", "STAGE4", "FINAL_CONV_KERNEL"):
         assert cfg.MODEL.EXTRA[key] == ref.MODEL.EXTRA[key], key
     for key in ("NUM_JOINTS", "IMAGE_SIZE", "HEATMAP_SIZE", "SIGMA"):

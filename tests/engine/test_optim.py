@@ -40,7 +40,9 @@ def test_schedule_order_documented_and_official():
     ours = _lrs(False)
     assert sum(lr == pytest.approx(1e-3) for lr in ours) == 170  # epochs 0-169
     assert ours[170] == pytest.approx(1e-4) and ours[200] == pytest.approx(1e-5)
-    official = _lrs(True)  # OFFICIAL_FACTS: epochs 0-168 at 1e-3 (169), 169-198 at 1e-4 (30), 199-209 at 1e-5 (11)
+    # the official loop steps the scheduler before each epoch: epochs 0-168 at 1e-3 (169), 169-198 at 1e-4 (30),
+    # 199-209 at 1e-5 (11)
+    official = _lrs(True)
     counts = [sum(lr == pytest.approx(v) for lr in official) for v in (1e-3, 1e-4, 1e-5)]
     assert counts == [169, 30, 11]
 

@@ -1,7 +1,9 @@
 """tools/demo.py end to end with the official tiny weights on real COCO images, a folder, a video the test writes,
 --boxes, --show without a display, and every bad input ending in one message with exit status 2."""
 
+import importlib.util
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -25,6 +27,14 @@ DETS = os.path.join(MINI, "person_detection_results", "COCO_val2017_detections_A
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _demo_tool():
+    """tools/demo.py as a module: its main() runs the demo and prints the summary."""
+    spec = importlib.util.spec_from_file_location("hrnet_pose_tools_demo", os.path.join(REPO, "tools", "demo.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +73,8 @@ def _base(weights, out):
 
 def test_demo_images_with_boxes_file_give_loadable_predictions(val_images, weights, tmp_path, capsys):
     out = tmp_path / "out"
-    summary = run_demo([val_images] + _base(weights, out) + ["--boxes", DETS, "--bbox-thr", "0.3", "--draw-bbox"])
+    summary = _demo_tool().main([val_images] + _base(weights, out) + ["--boxes", DETS, "--bbox-thr", "0.3",
+                                                                      "--draw-bbox"])
     names = sorted(os.listdir(val_images))
     for name in names:  # one annotated image per input, same size, visibly drawn on
         src, drawn = cv2.imread(os.path.join(val_images, name)), cv2.imread(str(out / name))
@@ -113,13 +124,35 @@ def test_demo_video_keeps_frames_size_fps_and_writes_json_lines(video, weights, 
         assert len(person["box"]) == 4
 
 
-def test_demo_show_without_display_says_why(weights, tmp_path, monkeypatch, capsys):
+def test_demo_show_without_display_says_why(weights, tmp_path, monkeypatch, caplog):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     image = os.path.join(MINI, "images", "000000000785.jpg")
-    summary = run_demo([image] + _base(weights, tmp_path / "o") + ["--det-model", "none", "--show"])
-    err = capsys.readouterr().err
+    with caplog.at_level(logging.WARNING):
+        summary = run_demo([image] + _base(weights, tmp_path / "o") + ["--det-model", "none", "--show"])
+    err = "\n".join(r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
     assert summary.frames == 1 and "--show: no display here" in err and len(err.strip().splitlines()) == 1
+
+
+def test_demo_stream_window_shows_frames_and_q_stops(video, weights, tmp_path, monkeypatch):
+    """--show on a stream: every frame goes to the window, q stops the stream after writing that frame's outputs,
+    and the outputs are complete files under their final names."""
+    import hrnet_pose.apis.demo as demo
+
+    shown = []
+    monkeypatch.setattr(demo, "gui_unavailable_reason", lambda: None)
+    monkeypatch.setattr(demo.cv2, "imshow", lambda name, image: shown.append(image.shape))
+    monkeypatch.setattr(demo.cv2, "waitKey", lambda delay: ord("q") if len(shown) == 3 else -1)
+    monkeypatch.setattr(demo.cv2, "destroyAllWindows", lambda: None)
+    out = tmp_path / "shown"
+    summary = run_demo([video] + _base(weights, out) + ["--det-model", "none", "--show"])
+    assert len(shown) == 3 and shown[0] == (120, 160, 3)
+    assert summary.frames == 2 and not summary.interrupted  # the frame that stopped it is not counted
+    assert len((out / "pan.jsonl").read_text().splitlines()) == 3
+    cap = cv2.VideoCapture(str(out / "pan.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
+    cap.release()
+    assert sorted(os.listdir(out)) == ["pan.jsonl", "pan.mp4"]
 
 
 @pytest.mark.parametrize("case, match", [

@@ -266,8 +266,7 @@ def run_images(source: Any, estimator: PoseEstimator, args: argparse.Namespace,
                 out = os.path.join(args.out_dir, os.path.basename(frame.name) or f"{frame.index:06d}.jpg")
                 _write_image_atomic(out, canvas)
             if window:
-                cv2.imshow(window, canvas)
-                cv2.waitKey(1)
+                _show(window, canvas)  # a still image: Esc / q does not stop the remaining ones
             summary.add(result, read_ms, (t2 - t1) * 1000, (time.perf_counter() - t2) * 1000)
             bar.update(1)
     except KeyboardInterrupt:
@@ -281,67 +280,99 @@ def run_images(source: Any, estimator: PoseEstimator, args: argparse.Namespace,
             summary.outputs.append(f"{summary.frames} annotated images in {args.out_dir}")
 
 
+class _StreamOutputs:
+    """A stream's outputs under `out_dir`: `<name>.jsonl`, one JSON line per frame, and unless `save_video` is False
+    `<name>.mp4`, opened at the first frame's size. Both are written under temporary names until `close()`."""
+
+    def __init__(self, out_dir: str, name: str, fps: float, save_video: bool) -> None:
+        self.jsonl_path = os.path.join(out_dir, f"{name}.jsonl")
+        self.video_path = os.path.join(out_dir, f"{name}.mp4")
+        self.fps, self.save_video = fps, save_video
+        self.writer: Any = None
+        self._jsonl = open(self.jsonl_path + ".partial", "w")
+
+    def write_record(self, record: Dict[str, Any]) -> None:
+        """The frame's JSON line (`frame_record`)."""
+        self._jsonl.write(json.dumps(record) + "\n")
+
+    def write_frame(self, canvas: np.ndarray) -> None:
+        """The frame's annotated image (when the video is saved)."""
+        if not self.save_video:
+            return
+        if self.writer is None:
+            from ..streams.video_writer import VideoWriter
+
+            h, w = canvas.shape[:2]
+            self.writer = VideoWriter(self.video_path, self.fps, (w, h))
+        self.writer.write(canvas)
+
+    def close(self) -> List[str]:
+        """Finish both files under their final names; returns the paths written (video first)."""
+        self._jsonl.close()
+        written = []
+        if self.writer is not None:
+            self.writer.close()
+            written.append(self.writer.path)
+        os.replace(self.jsonl_path + ".partial", self.jsonl_path)
+        return written + [self.jsonl_path]
+
+
+def _stream_tracker(estimator: PoseEstimator, args: argparse.Namespace) -> Any:
+    """The PoseTracker for --track / --smooth (smoothing follows tracks), else None."""
+    if not (args.track or args.smooth):
+        return None
+    from ..streams.tracking import PoseTracker
+
+    smooth_kw = {k: v for k, v in (("min_cutoff", args.smooth_min_cutoff), ("beta", args.smooth_beta))
+                 if v is not None}
+    return PoseTracker(estimator.keypoint_set.sigmas, metric=args.track_metric, max_age=args.track_max_age,
+                       smooth=args.smooth, **smooth_kw)
+
+
+def _show(window: str, canvas: np.ndarray) -> bool:
+    """Show the frame in the window; True when the user pressed Esc or q."""
+    cv2.imshow(window, canvas)
+    return cv2.waitKey(1) & 0xFF in (27, ord("q"))
+
+
 def run_stream(source: Any, estimator: PoseEstimator, args: argparse.Namespace,
                boxes: Optional[Dict[Any, Tuple[np.ndarray, np.ndarray]]], summary: DemoSummary,
                window: Optional[str], name: str) -> None:
     """A video, webcam or URL: detection interval, tracking, smoothing; an annotated video and a JSON-lines file."""
     from .stream import StreamPoseEstimator
-    from ..streams.tracking import PoseTracker
-    from ..streams.video_writer import VideoWriter
 
-    tracker = None
-    if args.track or args.smooth:
-        smooth_kw = {k: v for k, v in (("min_cutoff", args.smooth_min_cutoff), ("beta", args.smooth_beta))
-                     if v is not None}
-        tracker = PoseTracker(estimator.keypoint_set.sigmas, metric=args.track_metric, max_age=args.track_max_age,
-                              smooth=args.smooth, **smooth_kw)
-    stream = StreamPoseEstimator(estimator, det_interval=args.det_interval, tracker=tracker)
-    jsonl_path = os.path.join(args.out_dir, f"{name}.jsonl")
-    jsonl_tmp = jsonl_path + ".partial"
-    writer = None
+    stream = StreamPoseEstimator(estimator, det_interval=args.det_interval, tracker=_stream_tracker(estimator, args))
     bar = _progress(source, args)
     fps_ema: Optional[float] = None
+    outputs = None
     try:
-        with open(jsonl_tmp, "w") as jsonl:
-            for frame, read_ms in _timed_frames(source):
-                t0 = time.perf_counter() - read_ms / 1000
-                b, s = _boxes_for(boxes, [frame.index]) if boxes is not None else (None, None)
-                result = stream.process(frame.image, frame.timestamp, boxes=b, box_scores=s,
-                                        return_heatmaps=args.draw_heatmap)
-                jsonl.write(json.dumps(frame_record(frame.index, frame.timestamp, result)) + "\n")
-                t1 = time.perf_counter()
-                canvas = None
-                if not args.no_save or window:
-                    canvas = _draw(result, frame.image, args, fps_ema, True)
-                t2 = time.perf_counter()
-                if not args.no_save:
-                    if writer is None:
-                        h, w = frame.image.shape[:2]
-                        writer = VideoWriter(os.path.join(args.out_dir, f"{name}.mp4"), source.fps or 30.0, (w, h))
-                    writer.write(canvas)
-                if window:
-                    cv2.imshow(window, canvas)
-                    if cv2.waitKey(1) & 0xFF in (27, ord("q")):
-                        break
-                write_ms = (time.perf_counter() - t2) * 1000
-                summary.add(result, read_ms, (t2 - t1) * 1000, write_ms)
-                frame_ms = (time.perf_counter() - t0) * 1000
-                fps_ema = 1000 / frame_ms if fps_ema is None else 0.9 * fps_ema + 0.1 * 1000 / frame_ms
-                bar.update(1)
+        outputs = _StreamOutputs(args.out_dir, name, source.fps or 30.0, save_video=not args.no_save)
+        for frame, read_ms in _timed_frames(source):
+            t0 = time.perf_counter() - read_ms / 1000
+            b, s = _boxes_for(boxes, [frame.index])
+            result = stream.process(frame.image, frame.timestamp, boxes=b, box_scores=s,
+                                    return_heatmaps=args.draw_heatmap)
+            outputs.write_record(frame_record(frame.index, frame.timestamp, result))
+            t1 = time.perf_counter()
+            canvas = _draw(result, frame.image, args, fps_ema, True) if not args.no_save or window else None
+            t2 = time.perf_counter()
+            outputs.write_frame(canvas)
+            if window and _show(window, canvas):
+                break
+            summary.add(result, read_ms, (t2 - t1) * 1000, (time.perf_counter() - t2) * 1000)
+            frame_ms = (time.perf_counter() - t0) * 1000
+            fps_ema = 1000 / frame_ms if fps_ema is None else 0.9 * fps_ema + 0.1 * 1000 / frame_ms
+            bar.update(1)
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:
         bar.close()
-        if writer is not None:
-            writer.close()
-            summary.outputs.append(writer.path)
-        if os.path.exists(jsonl_tmp):
-            os.replace(jsonl_tmp, jsonl_path)
-            summary.outputs.append(jsonl_path)
+        if outputs is not None:
+            summary.outputs += outputs.close()
 
 
 def run_demo(argv: Optional[Sequence[str]] = None) -> DemoSummary:
-    """Parse `argv`, run the demo over the source, return the summary (also printed)."""
+    """Parse `argv`, run the demo over the source, return the summary (`DemoSummary.format()` for the console)."""
     from ..streams.sources import open_source
 
     args = build_parser().parse_args(argv)
@@ -351,7 +382,7 @@ def run_demo(argv: Optional[Sequence[str]] = None) -> DemoSummary:
     if args.show:
         reason = gui_unavailable_reason()
         if reason:
-            print(reason, file=sys.stderr)
+            logger.warning(reason)
         else:
             window = "hrnet_pose demo"
     boxes = load_boxes_file(args.boxes, args.bbox_thr) if args.boxes else None
@@ -372,5 +403,4 @@ def run_demo(argv: Optional[Sequence[str]] = None) -> DemoSummary:
         if window:
             cv2.destroyAllWindows()
     summary.wall_s = time.perf_counter() - start
-    print(summary.format())
     return summary

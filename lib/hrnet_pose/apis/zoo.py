@@ -57,14 +57,13 @@ class ZooDownloadError(UserError):
 class ZooEntry:
     """One released checkpoint and how to run it.
 
-    `arch_cfg` names the repository yaml (under experiments/) whose architecture the entry uses; `entry_config`
-    does not read it (the keys are embedded in `opts`). `url` is '' for manual downloads; `hash_prefix` is the
-    start of the file's SHA-256 ('' when unknown); `reported_ap` is the reported main number (x100) of `dataset`:
-    COCO val2017 AP with detector boxes, or MPII val PCKh@0.5 Mean (then `reported_mean_at_01` is its Mean@0.1).
+    `opts` holds every config key the checkpoint needs (architecture, input size, decoder) over the defaults.
+    `url` is '' for manual downloads; `hash_prefix` is the start of the file's SHA-256 ('' when unknown);
+    `reported_ap` is the reported main number (x100) of `dataset`: COCO val2017 AP with detector boxes, or MPII val
+    PCKh@0.5 Mean (then `reported_mean_at_01` is its Mean@0.1).
     """
 
     name: str
-    arch_cfg: str
     opts: Tuple[str, ...]
     url: str
     hash_prefix: str
@@ -129,16 +128,16 @@ def _mmpose(width: int, size: str, variant: str, url: str, ap: float, note: str 
     filename = url.rsplit("/", 1)[1]
     page = {"plain": "hrnet_coco.md", "dark": "hrnet_dark_coco.md", "udp": "hrnet_udp_coco.md"}[variant]
     return ZooEntry(
-        name=name, arch_cfg=f"coco/hrnet/w{width}_{size}_adam_lr1e-3.yaml", opts=_opts(width, size, variant), url=url,
-        hash_prefix=filename.rsplit("-", 1)[1].split("_")[0], filename=filename,
+        name=name, opts=_opts(width, size, variant), url=url, hash_prefix=filename.rsplit("-", 1)[1].split("_")[0],
+        filename=filename,
         source="MMPose " + ("0.x" if "/top_down/" in url else "1.x") + " model zoo", reported_ap=ap,
         ap_source=_MMPOSE_PAGE + page, note=note)
 
 
 def _official(width: int, size: str, ap: float) -> ZooEntry:
     return ZooEntry(
-        name=f"hrnet_w{width}_{size}_official", arch_cfg=f"coco/hrnet/w{width}_{size}_adam_lr1e-3.yaml",
-        opts=_opts(width, size, "plain"), url="", hash_prefix="", filename=f"pose_hrnet_w{width}_{size}.pth",
+        name=f"hrnet_w{width}_{size}_official", opts=_opts(width, size, "plain"), url="", hash_prefix="",
+        filename=f"pose_hrnet_w{width}_{size}.pth",
         source="official HRNet release (manual download from " + OFFICIAL_DRIVE + ")", reported_ap=ap,
         ap_source=OFFICIAL_AP_SOURCE)
 
@@ -160,7 +159,7 @@ def _mmpose_mpii(width: int, variant: str, url: str, mean: float, mean_at_01: fl
     filename = url.rsplit("/", 1)[1]
     return ZooEntry(
         name=f"hrnet_w{width}_mpii_256x256" + ("" if variant == "plain" else f"_{variant}"),
-        arch_cfg=f"mpii/hrnet/w{width}_256x256_adam_lr1e-3.yaml", opts=_mpii_opts(width, variant), url=url,
+        opts=_mpii_opts(width, variant), url=url,
         hash_prefix=filename.rsplit("-", 1)[1].split("_")[0], filename=filename, source="MMPose 0.x model zoo",
         reported_ap=mean, ap_source=_MMPOSE_MPII_PAGE + ("hrnet_mpii.md" if variant == "plain" else
                                                         "hrnet_dark_mpii.md"),
@@ -176,7 +175,7 @@ def _litehrnet(depth: int, size: str, filename: str, ap: float) -> ZooEntry:
             heatmap, "MODEL.SIGMA", sigma, "MODEL.EXTRA.LITE_HRNET.STAGES.NUM_MODULES", modules,
             "DATASET.COLOR_RGB", "True", "TEST.FLIP_TEST", "True") + _VARIANT_OPTS["plain"]
     return ZooEntry(
-        name=f"litehrnet_{depth}_{size}", arch_cfg=f"coco/litehrnet/litehrnet_{depth}_{size}.yaml", opts=opts,
+        name=f"litehrnet_{depth}_{size}", opts=opts,
         url=_MMPOSE_LITEHRNET + filename, hash_prefix=filename.rsplit("-", 1)[1].split("_")[0], filename=filename,
         source="MMPose 0.x model zoo", reported_ap=ap, ap_source=_MMPOSE_PAGE + "litehrnet_coco.md")
 
@@ -212,7 +211,7 @@ _ENTRIES: List[ZooEntry] = [
     _mmpose_mpii(32, "dark", _MMPOSE_V0 + "hrnet_w32_mpii_256x256_dark-f1601c5b_20200927.pth", 90.4, 35.4),
     _mmpose_mpii(48, "dark", _MMPOSE_V0 + "hrnet_w48_mpii_256x256_dark-0decd39f_20200927.pth", 90.5, 36.0),
     ZooEntry(
-        name="hrnet_w32_mpii_256x256_official", arch_cfg="mpii/hrnet/w32_256x256_adam_lr1e-3.yaml",
+        name="hrnet_w32_mpii_256x256_official",
         opts=_mpii_opts(32, "plain"), url="", hash_prefix="", filename="pose_hrnet_w32_256x256.pth",
         source="official HRNet release (manual download from " + OFFICIAL_DRIVE.replace("pose_coco", "pose_mpii")
                + ")", reported_ap=90.3, ap_source=OFFICIAL_MPII_SOURCE, dataset="mpii", reported_mean_at_01=37.7),

@@ -31,12 +31,16 @@ from .transforms import (
     AugmentationConfig,
     Photometric,
     crop_person,
-    random_geometry,
+    random_geometry_params,
     to_normalized_tensor,
     transform_joints,
 )
 
 logger = logging.getLogger(__name__)
+
+
+class AnnotationError(UserError, ValueError):
+    """An annotation or detection file's entry is malformed (the message names the file, the entry and the field)."""
 
 
 def layout_help(root: str, image_set: str) -> str:
@@ -62,22 +66,22 @@ def _clean_gt_boxes(boxes: np.ndarray, width: float, height: float) -> Tuple[np.
 
 
 def _check_detection(entry: Any, index: int, path: str) -> None:
-    """Raise a ValueError naming the entry and field when a COCO detection result is malformed."""
+    """Raise an AnnotationError naming the entry and field when a COCO detection result is malformed."""
     if not isinstance(entry, dict):
-        raise ValueError(f"{path}: entry {index} is {type(entry).__name__}, expected an object with "
+        raise AnnotationError(f"{path}: entry {index} is {type(entry).__name__}, expected an object with "
                          "image_id, category_id, bbox [x, y, w, h], score")
     for field in ("image_id", "category_id", "bbox", "score"):
         if field not in entry:
-            raise ValueError(f"{path}: entry {index} has no '{field}' (needs image_id, category_id, bbox, score)")
+            raise AnnotationError(f"{path}: entry {index} has no '{field}' (needs image_id, category_id, bbox, score)")
     bbox = entry["bbox"]
     if (not isinstance(bbox, (list, tuple)) or len(bbox) != 4
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in bbox)):
-        raise ValueError(f"{path}: entry {index} has invalid 'bbox' {bbox!r}; expected [x, y, w, h], 4 finite numbers")
+        raise AnnotationError(f"{path}: entry {index} has invalid 'bbox' {bbox!r}; expected [x, y, w, h], 4 finite numbers")
     score = entry["score"]
     if not isinstance(score, (int, float)) or isinstance(score, bool) or not np.isfinite(score):
-        raise ValueError(f"{path}: entry {index} has invalid 'score' {score!r}; expected a finite number")
+        raise AnnotationError(f"{path}: entry {index} has invalid 'score' {score!r}; expected a finite number")
     if not isinstance(entry["image_id"], int) or isinstance(entry["image_id"], bool):
-        raise ValueError(f"{path}: entry {index} has invalid 'image_id' {entry['image_id']!r}; expected an integer")
+        raise AnnotationError(f"{path}: entry {index} has invalid 'image_id' {entry['image_id']!r}; expected an integer")
 
 
 class CocoKeypoints(torch.utils.data.Dataset):
@@ -174,7 +178,7 @@ class CocoKeypoints(torch.utils.data.Dataset):
             for j, a in enumerate(anns):
                 values = a.get("keypoints") or [0] * (k * 3)
                 if len(values) != k * 3:
-                    raise ValueError(f"{self.ann_file}: annotation id {a.get('id')} has {len(values)} keypoint "
+                    raise AnnotationError(f"{self.ann_file}: annotation id {a.get('id')} has {len(values)} keypoint "
                                      f"values, expected {k * 3} for the {k}-keypoint set '{self.keypoint_set.name}'")
                 kpts[j] = values
             # the official loader drops persons whose keypoint list is all zero (num_keypoints == 0)
@@ -249,9 +253,10 @@ class CocoKeypoints(torch.utils.data.Dataset):
         joints, joints_vis = rec["joints_3d"].copy(), rec["joints_3d_vis"].copy()
         center, scale, rot = rec["center"].copy(), rec["scale"].copy(), 0.0
         if self.is_train:
-            image, joints, joints_vis, center, scale, rot = random_geometry(
-                image, joints, joints_vis, center, scale, self.transform_cfg, self.keypoint_set.flip_pairs,
-                self.keypoint_set.upper_body_ids, self.aspect_ratio)
+            joints, joints_vis, center, scale, rot, flipped = random_geometry_params(
+                joints, joints_vis, center, scale, self.transform_cfg, self.keypoint_set.flip_pairs,
+                self.keypoint_set.upper_body_ids, self.aspect_ratio, image.shape[1])
+            image = image[:, ::-1] if flipped else image  # a view: the warp reads it mirrored, nothing is copied
         crop, trans = crop_person(image, center, scale, rot, self.image_size, self.use_udp)
         if self.photometric is not None:
             crop = self.photometric(crop)

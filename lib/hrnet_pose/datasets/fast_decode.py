@@ -18,8 +18,8 @@ one after the other, decode it once; and `to_normalized_tensor_fast` normalises 
 computed with the same float32 operations as `transforms.normalize_crops` (equal values, without three passes over
 the crop in float).
 
-Random draws are those of the plain path in the same order (`transforms.draw_geometry`), so a seeded run sees the
-same augmentations; joints, targets and meta are identical, only the crop pixels differ (decoded at a lower
+Random draws are those of the plain path in the same order (`transforms.random_geometry_params`), so a seeded run
+sees the same augmentations; joints, targets and meta are identical, only the crop pixels differ (decoded at a lower
 resolution, then interpolated). Non-JPEG files and boxes smaller than twice the input are decoded at full size.
 EXIF orientation is ignored as in the official reader. Output: the dict of `CocoKeypoints.prepare` (crop uint8
 [H, W, 3], joints [K, 3], joints_vis [K, 3], center, scale, rotation, trans) plus `decode_factor`.
@@ -27,6 +27,7 @@ EXIF orientation is ignored as in the official reader. Output: the dict of `Coco
 
 import logging
 import os
+from dataclasses import dataclass
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import cv2
@@ -35,7 +36,8 @@ import torch
 
 from ..geometry import PIXEL_STD
 from .image_io import image_read_error, read_image_reduced
-from .transforms import IMAGENET_MEAN, IMAGENET_STD, crop_matrix, draw_geometry, transform_joints, warp_crop
+from .transforms import (IMAGENET_MEAN, IMAGENET_STD, crop_matrix, random_geometry_params, transform_joints,
+                         warp_crop)
 
 logger = logging.getLogger(__name__)
 
@@ -84,46 +86,74 @@ def _expected_reduced(width: int, height: int, factor: int) -> Tuple[int, int]:
     return -(-int(width) // factor), -(-int(height) // factor)
 
 
+@dataclass
+class _SampleGeometry:
+    """A sample's joints [K, 3], visibility [K, 3] and crop parameters after the training draws, as
+    `CocoKeypoints.prepare` has them; `flipped`: the sample is mirrored about the image's width."""
+
+    joints: np.ndarray
+    joints_vis: np.ndarray
+    center: np.ndarray
+    scale: np.ndarray
+    rotation: float
+    flipped: bool
+
+    @classmethod
+    def draw(cls, ds: Any, rec: Dict[str, Any], width: int) -> "_SampleGeometry":
+        """The record's geometry, with the plain path's random draws in its order when `ds` is a training set."""
+        joints, joints_vis = rec["joints_3d"].copy(), rec["joints_3d_vis"].copy()
+        center, scale, rot, flipped = rec["center"].copy(), rec["scale"].copy(), 0.0, False
+        if ds.is_train:
+            joints, joints_vis, center, scale, rot, flipped = random_geometry_params(
+                joints, joints_vis, center, scale, ds.transform_cfg, ds.keypoint_set.flip_pairs,
+                ds.keypoint_set.upper_body_ids, ds.aspect_ratio, width)
+        return cls(joints, joints_vis, center, scale, rot, flipped)
+
+    def move_mirror(self, shift: int) -> None:
+        """The mirror was drawn about a width `shift` px off the real one: move the centre and labelled joints."""
+        self.center[0] += shift
+        self.joints[:, 0] = np.where(self.joints_vis[:, 0] > 0, self.joints[:, 0] + shift, self.joints[:, 0])
+
+
+def _read_for_box(ds: Any, path: str, geom: _SampleGeometry, width: int,
+                  height: int) -> Tuple[Optional[np.ndarray], int, int]:
+    """(BGR image or None, the factor it was decoded at, the image's full width): a JPEG at the reduction the box
+    allows; when the file's size is not the annotation's (width, height), decoded in full and the mirror moved to
+    the real width."""
+    jpeg = os.path.splitext(path)[1].lower() in JPEG_EXTENSIONS
+    image, factor = _read(ds, path, reduction_factor(geom.scale, ds.image_size) if jpeg else 1)
+    if image is None or (image.shape[1], image.shape[0]) == _expected_reduced(width, height, factor):
+        return image, factor, width
+    logger.warning("%s is %dx%d at 1/%d, not %dx%d as its annotation says: decoding it in full", path,
+                   image.shape[1], image.shape[0], factor, width, height)
+    ds._fast_decode_cache = None
+    image, _ = _read(ds, path, 1)
+    if image is None:
+        return None, 1, width
+    if geom.flipped:
+        geom.move_mirror(image.shape[1] - width)
+    return image, 1, image.shape[1]
+
+
 def prepare_fast(ds: Any, index: int) -> Optional[Dict[str, Any]]:
     """`CocoKeypoints.prepare` with reduced decoding and the mirror folded into the warp (see module docstring)."""
     rec = ds.db[index]
     path = rec["image"]
     info = ds.coco.imgs.get(rec["image_id"], {}) if getattr(ds, "coco", None) is not None else {}
     width, height = info.get("width"), info.get("height")
-    image = None
+    image, factor = None, 1
     if not width or not height:  # no size in the annotation: decode in full first to know it
         image, _ = _read(ds, path, 1)
         if image is None:
             return None
         height, width = image.shape[:2]
-    joints, joints_vis = rec["joints_3d"].copy(), rec["joints_3d_vis"].copy()
-    center, scale, rot, flipped = rec["center"].copy(), rec["scale"].copy(), 0.0, False
-    if ds.is_train:
-        joints, joints_vis, center, scale, rot, flipped = draw_geometry(
-            joints, joints_vis, center, scale, ds.transform_cfg, ds.keypoint_set.flip_pairs,
-            ds.keypoint_set.upper_body_ids, ds.aspect_ratio, int(width))
-    trans = crop_matrix(center, scale, rot, ds.image_size, ds.use_udp)
-    factor = 1
+    geom = _SampleGeometry.draw(ds, rec, int(width))
     if image is None:
-        jpeg = os.path.splitext(path)[1].lower() in JPEG_EXTENSIONS
-        image, factor = _read(ds, path, reduction_factor(scale, ds.image_size) if jpeg else 1)
+        image, factor, width = _read_for_box(ds, path, geom, int(width), int(height))
         if image is None:
             return None
-        if (image.shape[1], image.shape[0]) != _expected_reduced(width, height, factor):
-            # the annotation's size is not the file's: decode in full and mirror about the real width
-            logger.warning("%s is %dx%d at 1/%d, not %dx%d as its annotation says: decoding it in full", path,
-                           image.shape[1], image.shape[0], factor, width, height)
-            ds._fast_decode_cache = None
-            image, _ = _read(ds, path, 1)
-            if image is None:
-                return None
-            if flipped:
-                shift = image.shape[1] - int(width)
-                center[0] += shift
-                joints[:, 0] = np.where(joints_vis[:, 0] > 0, joints[:, 0] + shift, joints[:, 0])
-                trans = crop_matrix(center, scale, rot, ds.image_size, ds.use_udp)
-            width, factor = image.shape[1], 1
-    warp = fold_flip(trans, int(width)) if flipped else trans
+    trans = crop_matrix(geom.center, geom.scale, geom.rotation, ds.image_size, ds.use_udp)
+    warp = fold_flip(trans, int(width)) if geom.flipped else trans
     if factor > 1:
         warp = fold_reduction(warp, factor)
     crop = warp_crop(image, warp, ds.image_size)
@@ -132,8 +162,9 @@ def prepare_fast(ds: Any, index: int) -> Optional[Dict[str, Any]]:
     if ds.photometric is not None:
         crop = ds.photometric(crop)
     return {
-        "crop": crop, "joints": transform_joints(joints, joints_vis, trans), "joints_vis": joints_vis,
-        "center": center, "scale": scale, "rotation": rot, "trans": trans, "decode_factor": factor,
+        "crop": crop, "joints": transform_joints(geom.joints, geom.joints_vis, trans), "joints_vis": geom.joints_vis,
+        "center": geom.center, "scale": geom.scale, "rotation": geom.rotation, "trans": trans,
+        "decode_factor": factor,
     }
 
 

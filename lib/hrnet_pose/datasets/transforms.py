@@ -172,27 +172,7 @@ def to_normalized_tensor(crop: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(normalize_crops(crop))
 
 
-def random_geometry(
-    image: np.ndarray,
-    joints: np.ndarray,
-    joints_vis: np.ndarray,
-    center: np.ndarray,
-    scale: np.ndarray,
-    cfg: AugmentationConfig,
-    flip_pairs: Sequence[Tuple[int, int]],
-    upper_body_ids: Sequence[int],
-    aspect_ratio: float,
-) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
-    """Draw one training augmentation in the official order: half body, scale, rotation, flip.
-
-    Returns (image, joints, joints_vis, center, scale, rot); the image is only mirrored (a view), never warped.
-    """
-    joints, joints_vis, center, scale, rot, flipped = draw_geometry(
-        joints, joints_vis, center, scale, cfg, flip_pairs, upper_body_ids, aspect_ratio, image.shape[1])
-    return (image[:, ::-1] if flipped else image), joints, joints_vis, center, scale, rot
-
-
-def draw_geometry(
+def random_geometry_params(
     joints: np.ndarray,
     joints_vis: np.ndarray,
     center: np.ndarray,
@@ -203,9 +183,11 @@ def draw_geometry(
     aspect_ratio: float,
     image_width: int,
 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, bool]:
-    """`random_geometry` without the image (the same random draws in the same order): the joints and box of the
-    (possibly mirrored) image of width `image_width` -> (joints, joints_vis, center, scale, rot, flipped), so that a
-    caller can fold the mirror into its crop matrix instead of copying the image (`datasets.fast_decode`)."""
+    """Draw one training augmentation in the official order: half body, scale, rotation, flip.
+
+    Returns the joints and box of the (possibly mirrored) image of width `image_width`: (joints, joints_vis, center,
+    scale, rot, flipped). Nothing touches the image: a caller mirrors it (`image[:, ::-1]`) when `flipped`, or folds
+    the mirror into its crop matrix instead of copying the image (`datasets.fast_decode`)."""
     center = np.array(center, dtype=np.float32, copy=True)
     scale = np.array(scale, dtype=np.float32, copy=True)
     if np.sum(joints_vis[:, 0]) > cfg.num_joints_half_body and np.random.rand() < cfg.prob_half_body:

@@ -11,7 +11,7 @@ Shapes: a COCO annotation's `keypoints` is a flat list [x1, y1, v1, ..., xK, yK,
 import json
 import logging
 import os
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -85,6 +85,26 @@ def draw_annotations(
     return out
 
 
+def _annotated_images(data: dict, ann_file: str, image_ids: Optional[Sequence[int]],
+                      limit: Optional[int]) -> Tuple[Dict[int, dict], Dict[int, List[dict]], List[int]]:
+    """(images by id, their non-crowd annotations with keypoints by image id, the ids to draw in order): `image_ids`
+    as given (duplicates dropped), else every image with such an annotation in id order; at most `limit`."""
+    images: Dict[int, dict] = {img["id"]: img for img in data["images"]}
+    by_image: Dict[int, List[dict]] = {}
+    for ann in data["annotations"]:
+        if not ann.get("iscrowd", 0) and ann.get("keypoints") is not None:
+            by_image.setdefault(ann["image_id"], []).append(ann)
+    if image_ids:
+        missing = [i for i in image_ids if i not in images]
+        if missing:
+            raise AnnotationFileError(f"{ann_file}: image ids {missing} are not in the file; it has "
+                                      f"{len(images)} images, e.g. {sorted(images)[:5]}")
+        selected = list(dict.fromkeys(image_ids))
+    else:
+        selected = sorted(i for i in by_image if i in images)
+    return images, by_image, selected if limit is None else selected[:limit]
+
+
 def visualize_coco_dataset(
     ann_file: str,
     image_dir: str,
@@ -111,22 +131,7 @@ def visualize_coco_dataset(
     _check_keypoint_count(data, ann_file, kset)
     if limit is not None and limit < 1:
         raise AnnotationFileError(f"limit must be a positive number of images, got {limit}")
-
-    images: Dict[int, dict] = {img["id"]: img for img in data["images"]}
-    by_image: Dict[int, List[dict]] = {}
-    for ann in data["annotations"]:
-        if not ann.get("iscrowd", 0) and ann.get("keypoints") is not None:
-            by_image.setdefault(ann["image_id"], []).append(ann)
-    if image_ids:
-        missing = [i for i in image_ids if i not in images]
-        if missing:
-            raise AnnotationFileError(f"{ann_file}: image ids {missing} are not in the file; it has "
-                                      f"{len(images)} images, e.g. {sorted(images)[:5]}")
-        selected = list(dict.fromkeys(image_ids))
-    else:
-        selected = sorted(i for i in by_image if i in images)
-    if limit is not None:
-        selected = selected[:limit]
+    images, by_image, selected = _annotated_images(data, ann_file, image_ids, limit)
 
     os.makedirs(out_dir, exist_ok=True)
     written, unreadable = [], []

@@ -1,4 +1,5 @@
-"""Output layout, log files and TensorBoard writers of train.py / test.py (official layout, OFFICIAL_FACTS §7).
+"""Output layout, log files and TensorBoard writers of train.py / test.py, in the official code's layout (its
+`create_logger` in lib/utils/utils.py).
 
     OUTPUT_DIR/<dataset>/<model>/<cfg stem>/   checkpoint.pth, model_best.pth, final_state.pth, results/,
                                                <cfg stem>_<YYYY-mm-dd-HH-MM>_<phase>.log, config.yaml

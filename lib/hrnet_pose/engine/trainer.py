@@ -118,41 +118,14 @@ class Trainer:
         self.cfg = cfg
         self.info = init_distributed(cfg.ENGINE.DIST_BACKEND, cfg.ENGINE.DEVICE)
         self.device = self.info.device
-        # one timestamp for all ranks, so every process agrees on the log/TensorBoard names
-        self.paths = run_paths(cfg, cfg_path, "train", broadcast_object(time.strftime("%Y-%m-%d-%H-%M")))
-        if self.info.is_main:
-            os.makedirs(self.paths.output_dir, exist_ok=True)
-        setup_logging(self.paths.log_file, self.info.is_main, self.info.rank)
-        if self.info.is_main:
-            dump_config(cfg, self.paths.output_dir)
-        log_config(cfg)
-        logger.info("output %s, device %s, world size %d", self.paths.output_dir, self.device, self.info.world_size)
-        batch_note = global_batch_warning(tuple(cfg.GPUS), self.info.world_size, int(cfg.TRAIN.BATCH_SIZE_PER_GPU))
-        if batch_note and self.info.is_main:
-            logger.warning(batch_note)
+        self._setup_run(cfg_path)
+        # the build order is the random order: model initialisation draws right after the seed
         seed_everything(epoch_seed(cfg.ENGINE.SEED, -1, self.info.rank))
-
         self.codec = build_codec(cfg)
-        model = build_model(cfg, is_train=True)
-        if cfg.ENGINE.SYNC_BN and self.info.distributed:
-            if self.device.type == "cuda":
-                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-            else:
-                logger.warning("ENGINE.SYNC_BN ignored: torch's SyncBatchNorm runs on GPUs only; on CPU each "
-                               "process normalises with its own batch statistics")
-        mem = torch.channels_last if cfg.ENGINE.CHANNELS_LAST else torch.contiguous_format
-        self.model = model.to(self.device, memory_format=mem)
-        flatten_buffers(self.model)  # before DDP and EMA: the step saves/restores BN statistics as one tensor
+        self.model = self._build_model()
         self.loss_fn = build_loss(cfg).to(self.device)
-        self.train_set = train_dataset if train_dataset is not None else build_dataset(cfg, "train", self.codec)
-        self.val_set = val_dataset if val_dataset is not None else build_dataset(cfg, "val", self.codec)
-        self.train_loader = make_train_loader(cfg, self.train_set, self.info)
-        self.val_loader = build_dataloader(cfg, self.val_set, "val", distributed=self.info.distributed,
-                                           world_size=self.info.world_size, rank=self.info.rank)
-        self.optimizer = build_optimizer(cfg, self.model, self.device)
-        self.scheduler = build_scheduler(cfg, self.optimizer)
-        self.scaler = torch.amp.GradScaler(self.device.type) if cfg.ENGINE.AMP == "fp16" else None
-        self.ema = ModelEma(self.model, cfg.ENGINE.EMA_DECAY) if cfg.ENGINE.EMA_DECAY > 0 else None
+        self._build_data(train_dataset, val_dataset)
+        self._build_optimization()
         self.begin_epoch, self.best_perf, self.best_state = int(cfg.TRAIN.BEGIN_EPOCH), -1.0, None
         self.history: List[Dict[str, Any]] = []
         self.ckpt_path = os.path.join(self.paths.output_dir, ckpt_io.CHECKPOINT_NAME)
@@ -165,12 +138,66 @@ class Trainer:
         self.tb = TensorBoard(self.paths.tb_dir, cfg.ENGINE.TENSORBOARD and self.info.is_main)
         self.validator = Validator(cfg, self.codec, self.val_set, self.val_loader, self.device, self.loss_fn,
                                    self.paths.output_dir, self.tb)
-        self.step = TrainStep(self.model, self.net, self.optimizer, self.loss_fn, self.device, amp=cfg.ENGINE.AMP,
-                              channels_last=bool(cfg.ENGINE.CHANNELS_LAST), clip_grad=float(cfg.ENGINE.CLIP_GRAD),
-                              scaler=self.scaler, ema=self.ema, gpu_normalize=bool(cfg.ENGINE.GPU_NORMALIZE),
-                              compile_mode=str(cfg.ENGINE.COMPILE), cuda_graph=bool(cfg.ENGINE.CUDA_GRAPH))
+        self.step = self._build_step()
         self.nonfinite_total = 0
         self.global_step = self.begin_epoch * len(self.train_loader)
+
+    # ------------------------------------------------------------------ build
+    def _setup_run(self, cfg_path: str) -> None:
+        """The output folder, logging and the config copy (main process), and the global batch warning."""
+        cfg = self.cfg
+        # one timestamp for all ranks, so every process agrees on the log/TensorBoard names
+        self.paths = run_paths(cfg, cfg_path, "train", broadcast_object(time.strftime("%Y-%m-%d-%H-%M")))
+        if self.info.is_main:
+            os.makedirs(self.paths.output_dir, exist_ok=True)
+        setup_logging(self.paths.log_file, self.info.is_main, self.info.rank)
+        if self.info.is_main:
+            dump_config(cfg, self.paths.output_dir)
+        log_config(cfg)
+        logger.info("output %s, device %s, world size %d", self.paths.output_dir, self.device, self.info.world_size)
+        batch_note = global_batch_warning(tuple(cfg.GPUS), self.info.world_size, int(cfg.TRAIN.BATCH_SIZE_PER_GPU))
+        if batch_note and self.info.is_main:
+            logger.warning(batch_note)
+
+    def _build_model(self) -> nn.Module:
+        """The model on the device (SyncBN under DDP on GPUs, ENGINE.CHANNELS_LAST), its BN buffers flattened."""
+        cfg = self.cfg
+        model = build_model(cfg, is_train=True)
+        if cfg.ENGINE.SYNC_BN and self.info.distributed:
+            if self.device.type == "cuda":
+                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            else:
+                logger.warning("ENGINE.SYNC_BN ignored: torch's SyncBatchNorm runs on GPUs only; on CPU each "
+                               "process normalises with its own batch statistics")
+        mem = torch.channels_last if cfg.ENGINE.CHANNELS_LAST else torch.contiguous_format
+        model = model.to(self.device, memory_format=mem)
+        flatten_buffers(model)  # before DDP and EMA: the step saves/restores BN statistics as one tensor
+        return model
+
+    def _build_data(self, train_dataset: Optional[Dataset], val_dataset: Optional[Dataset]) -> None:
+        """The datasets (given, or built from the config) and their loaders, sharded over the processes."""
+        cfg = self.cfg
+        self.train_set = train_dataset if train_dataset is not None else build_dataset(cfg, "train", self.codec)
+        self.val_set = val_dataset if val_dataset is not None else build_dataset(cfg, "val", self.codec)
+        self.train_loader = make_train_loader(cfg, self.train_set, self.info)
+        self.val_loader = build_dataloader(cfg, self.val_set, "val", distributed=self.info.distributed,
+                                           world_size=self.info.world_size, rank=self.info.rank)
+
+    def _build_optimization(self) -> None:
+        """Optimizer, LR schedule, the fp16 gradient scaler and the EMA of the weights (each when configured)."""
+        cfg = self.cfg
+        self.optimizer = build_optimizer(cfg, self.model, self.device)
+        self.scheduler = build_scheduler(cfg, self.optimizer)
+        self.scaler = torch.amp.GradScaler(self.device.type) if cfg.ENGINE.AMP == "fp16" else None
+        self.ema = ModelEma(self.model, cfg.ENGINE.EMA_DECAY) if cfg.ENGINE.EMA_DECAY > 0 else None
+
+    def _build_step(self) -> TrainStep:
+        """The training step with the ENGINE.* switches (AMP, channels-last, clipping, compile, CUDA graph)."""
+        cfg = self.cfg
+        return TrainStep(self.model, self.net, self.optimizer, self.loss_fn, self.device, amp=cfg.ENGINE.AMP,
+                         channels_last=bool(cfg.ENGINE.CHANNELS_LAST), clip_grad=float(cfg.ENGINE.CLIP_GRAD),
+                         scaler=self.scaler, ema=self.ema, gpu_normalize=bool(cfg.ENGINE.GPU_NORMALIZE),
+                         compile_mode=str(cfg.ENGINE.COMPILE), cuda_graph=bool(cfg.ENGINE.CUDA_GRAPH))
 
     # ------------------------------------------------------------------ resume
     def _resume(self) -> None:

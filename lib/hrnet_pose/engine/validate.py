@@ -12,7 +12,8 @@ decoder and input size, UDP, flip alignment, refinement, forward precision and t
 import logging
 import os
 import time
-from typing import Any, Dict, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -89,19 +90,41 @@ def mpii_evaluation(cfg: Any, codec: Any, dataset: MpiiKeypoints) -> Tuple[MpiiP
     return MpiiPCKhEvaluator(gt, num_samples=len(dataset)), line, fields
 
 
+@dataclass(frozen=True)
+class ValidationSettings:
+    """The config values a validation pass reads, taken once when the Validator is built."""
+
+    flip_test: bool  # TEST.FLIP_TEST
+    amp: str  # ENGINE.AMP: the forward's precision ('' = fp32); heatmaps are decoded in float32 regardless
+    channels_last: bool  # ENGINE.CHANNELS_LAST
+    progress_bar: bool  # ENGINE.PROGRESS_BAR
+    debug: Any  # the DEBUG node: debug images every PRINT_FREQ batches when DEBUG.DEBUG
+    print_freq: int  # PRINT_FREQ
+    color_rgb: bool  # DATASET.COLOR_RGB, for the debug images
+    test_set: str  # DATASET.TEST_SET, names the results file
+    model_name: str  # MODEL.NAME, heads the AP table
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "ValidationSettings":
+        return cls(flip_test=bool(cfg.TEST.FLIP_TEST), amp=str(cfg.ENGINE.AMP),
+                   channels_last=bool(cfg.ENGINE.CHANNELS_LAST), progress_bar=bool(cfg.ENGINE.PROGRESS_BAR),
+                   debug=cfg.DEBUG, print_freq=int(cfg.PRINT_FREQ), color_rgb=bool(cfg.DATASET.COLOR_RGB),
+                   test_set=str(cfg.DATASET.TEST_SET), model_name=str(cfg.MODEL.NAME))
+
+
 class Validator:
     """Runs one evaluation pass over a loader; `run(model)` -> dict of the 10 COCO stats (MPII: the 9 PCKh values),
     loss, acc, protocol. `perf_name` is the stat that picks the best model ('AP'; MPII 'Mean')."""
 
     def __init__(self, cfg: Any, codec: Any, dataset: Any, loader: Any, device: torch.device,
                  loss_fn: Optional[nn.Module], output_dir: str, tensorboard: Any = None):
-        self.cfg, self.codec, self.dataset, self.loader = cfg, codec, dataset, loader
+        self.codec, self.dataset, self.loader = codec, dataset, loader
         self.device, self.loss_fn, self.output_dir, self.tb = device, loss_fn, output_dir, tensorboard
+        self.settings = ValidationSettings.from_config(cfg)
         base = getattr(dataset, "dataset", dataset)  # a Subset wraps the real dataset
         self.keypoint_set = base.keypoint_set
         self.use_gt_bbox = bool(getattr(base, "use_gt_bbox", cfg.TEST.USE_GT_BBOX))
         bbox_file = getattr(base, "bbox_file", "") or cfg.TEST.COCO_BBOX_FILE
-        self.flip_test = bool(cfg.TEST.FLIP_TEST)
         if isinstance(base, MpiiKeypoints):
             self.evaluator, self.protocol, self.protocol_fields = mpii_evaluation(cfg, codec, base)
         else:
@@ -111,66 +134,86 @@ class Validator:
 
     @torch.no_grad()
     def run(self, model: nn.Module, epoch: Optional[int] = None) -> Dict[str, Any]:
-        cfg = self.cfg
+        """Evaluate `model` on the loader (all processes); every process gets the same result dict."""
         net = unwrap_model(model)
         was_training = net.training
         net.eval()
         self.evaluator.reset()
-        mem = torch.channels_last if cfg.ENGINE.CHANNELS_LAST else torch.contiguous_format
-        flip_index = self.keypoint_set.flip_index
         run = model_runner(net)
-        loss_sum, acc_sum, count, t0 = 0.0, 0.0, 0, time.time()
+        t0 = time.time()
+        loss_sum, acc_sum, count = 0.0, 0.0, 0
         bar = tqdm(self.loader, desc="val" if epoch is None else f"val {epoch}", leave=False, dynamic_ncols=True,
-                   disable=not (is_main_process() and cfg.ENGINE.PROGRESS_BAR))
+                   disable=not (is_main_process() and self.settings.progress_bar))
         for i, batch in enumerate(bar):
             if batch is None:
                 continue
-            images, target, weight, meta = batch
-            images = images.to(self.device, non_blocking=True, memory_format=mem)
-            with autocast_context(self.device, cfg.ENGINE.AMP):
-                heatmaps = heatmaps_with_flip(run, images, flip_index, self.flip_test, self.codec.flip_shift)
-            heatmaps = heatmaps.float()  # decoded in float32 whatever precision the forward ran in
-            n = images.shape[0]
-            if self.loss_fn is not None:
-                # official: loss and accuracy of the flip-averaged output (meaningless with detector boxes)
-                loss = self.loss_fn(heatmaps, target.to(self.device), weight.to(self.device))
-                loss_sum += float(loss) * n
-            hm = heatmaps.cpu().numpy()
-            acc_sum += accuracy(hm, _numpy(target))[1] * n
-            count += n
-            center, scale = _numpy(meta["center"]), _numpy(meta["scale"])
-            preds, maxvals = self.codec.decode(hm, center, scale)
-            self.evaluator.process(preds, maxvals, center, scale, _numpy(meta["score"]), _numpy(meta["image_id"]),
-                                   _numpy(meta["index"]))
-            if cfg.DEBUG.DEBUG and is_main_process() and i % cfg.PRINT_FREQ == 0:
-                save_debug_images(cfg.DEBUG, images, meta, target, heatmaps, os.path.join(self.output_dir, f"val_{i}"),
-                                  cfg.DATASET.COLOR_RGB, self.tb, 0 if epoch is None else epoch, "val")
+            loss, acc, n = self._process_batch(run, batch, i, epoch)
+            loss_sum, acc_sum, count = loss_sum + loss, acc_sum + acc, count + n
         bar.close()
+        result, stat_names = self._merge_results(loss_sum, acc_sum, count)
+        if is_main_process():
+            self._report(result, stat_names, time.time() - t0, epoch)
+        if was_training:
+            net.train()
+        return result
+
+    def _process_batch(self, run: Callable[[torch.Tensor], torch.Tensor], batch: Any, i: int,
+                       epoch: Optional[int]) -> Tuple[float, float, int]:
+        """Forward (flip test), loss, accuracy and decode of one batch; the keypoints go to the evaluator.
+        Returns (loss x n, accuracy x n, n) for the batch's n samples."""
+        settings = self.settings
+        images, target, weight, meta = batch
+        mem = torch.channels_last if settings.channels_last else torch.contiguous_format
+        images = images.to(self.device, non_blocking=True, memory_format=mem)
+        with autocast_context(self.device, settings.amp):
+            heatmaps = heatmaps_with_flip(run, images, self.keypoint_set.flip_index, settings.flip_test,
+                                          self.codec.flip_shift)
+        heatmaps = heatmaps.float()  # decoded in float32 whatever precision the forward ran in
+        n = images.shape[0]
+        loss_sum = 0.0
+        if self.loss_fn is not None:
+            # official: loss and accuracy of the flip-averaged output (meaningless with detector boxes)
+            loss = self.loss_fn(heatmaps, target.to(self.device), weight.to(self.device))
+            loss_sum = float(loss) * n
+        hm = heatmaps.cpu().numpy()
+        acc_sum = accuracy(hm, _numpy(target))[1] * n
+        center, scale = _numpy(meta["center"]), _numpy(meta["scale"])
+        preds, maxvals = self.codec.decode(hm, center, scale)
+        self.evaluator.process(preds, maxvals, center, scale, _numpy(meta["score"]), _numpy(meta["image_id"]),
+                               _numpy(meta["index"]))
+        if settings.debug.DEBUG and is_main_process() and i % settings.print_freq == 0:
+            save_debug_images(settings.debug, images, meta, target, heatmaps, os.path.join(self.output_dir, f"val_{i}"),
+                              settings.color_rgb, self.tb, 0 if epoch is None else epoch, "val")
+        return loss_sum, acc_sum, n
+
+    def _merge_results(self, loss_sum: float, acc_sum: float, count: int) -> Tuple[Dict[str, Any], List[str]]:
+        """All processes' evaluator states merged and evaluated on the main process, the result broadcast to all;
+        also the names of the COCO stats in it (empty on the other processes)."""
         states = all_gather_object((self.evaluator.state(), loss_sum, acc_sum, count))
         result: Dict[str, Any] = {}
+        stat_names: List[str] = []
         if is_main_process():
             self.evaluator.merge_states([s[0] for s in states])
-            stats = self.evaluator.evaluate(self.output_dir, name=str(cfg.DATASET.TEST_SET))
+            stats = self.evaluator.evaluate(self.output_dir, name=self.settings.test_set)
+            stat_names = list(stats)
             total = max(1, sum(s[3] for s in states))
             result = dict(stats)
             result.update(loss=sum(s[1] for s in states) / total, acc=sum(s[2] for s in states) / total,
                           num_instances=len(self.evaluator), protocol=self.protocol, **self.protocol_fields)
             if getattr(self.evaluator, "pred_file", None):  # MPII: the official pred.mat
                 result["pred_file"] = self.evaluator.pred_file
-        result = broadcast_object(result)
-        elapsed = time.time() - t0
-        if is_main_process():
-            table = (format_results_table({k: result[k] for k in stats}, str(cfg.MODEL.NAME)) if stats
-                     else "(no ground truth for this split: predictions written, nothing to score)")
-            logger.info("Test: %s%d samples in %.1fs, loss %.5f, accuracy %.3f\n%s\n%s",
-                        "" if epoch is None else f"epoch {epoch}, ", result["num_instances"], elapsed,
-                        result["loss"], result["acc"], table, self.protocol)
-            if self.tb is not None and epoch is not None:
-                self.tb.scalars({"valid_loss": result["loss"], "valid_acc": result["acc"],
-                                 **{f"valid/{k}": result[k] for k in stats}}, epoch)
-        if was_training:
-            net.train()
-        return result
+        return broadcast_object(result), stat_names
+
+    def _report(self, result: Dict[str, Any], stat_names: List[str], elapsed: float, epoch: Optional[int]) -> None:
+        """The stats table and protocol line in the log; loss, accuracy and stats to TensorBoard during training."""
+        table = (format_results_table({k: result[k] for k in stat_names}, self.settings.model_name) if stat_names
+                 else "(no ground truth for this split: predictions written, nothing to score)")
+        logger.info("Test: %s%d samples in %.1fs, loss %.5f, accuracy %.3f\n%s\n%s",
+                    "" if epoch is None else f"epoch {epoch}, ", result["num_instances"], elapsed,
+                    result["loss"], result["acc"], table, self.protocol)
+        if self.tb is not None and epoch is not None:
+            self.tb.scalars({"valid_loss": result["loss"], "valid_acc": result["acc"],
+                             **{f"valid/{k}": result[k] for k in stat_names}}, epoch)
 
 
 def evaluate_model_file(cfg: Any, cfg_path: str) -> Dict[str, Any]:

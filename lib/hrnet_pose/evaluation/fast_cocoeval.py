@@ -19,6 +19,7 @@ Inputs: a ground truth from `KeypointGroundTruth.from_coco(coco or dataset dict)
 keypoints [N,K,3] (x, y, score), scores [N]. Output: the 10 stats of `COCOeval.summarize()` for keypoints.
 """
 
+from dataclasses import dataclass
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
@@ -143,6 +144,124 @@ def _group_starts(sorted_keys: np.ndarray, keys: np.ndarray) -> Tuple[np.ndarray
     return start, np.searchsorted(sorted_keys, keys, side="right") - start
 
 
+def _segment_offsets(counts: np.ndarray) -> np.ndarray:
+    """The position of every element within its segment, for segments of `counts` elements laid end to end."""
+    return np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
+def _gt_ignored(gt: KeypointGroundTruth, lo: float, hi: float) -> np.ndarray:
+    """[G] the gts `evaluateImg` ignores in the area range [lo, hi]: crowd, no keypoints, or area outside it."""
+    return gt.ignore | (gt.area < lo) | (gt.area > hi)
+
+
+def _top_detections(det_img_pos: np.ndarray, det_scores: np.ndarray,
+                    num_images: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(detection indices, their image positions): by image, then by score (stable), at most MAX_DETS per image."""
+    d_order = np.lexsort((-det_scores, det_img_pos))
+    d_img = det_img_pos[d_order]
+    d_start, d_count = _group_starts(d_img, np.arange(num_images))
+    keep = np.arange(len(d_order)) - np.repeat(d_start, d_count) < MAX_DETS
+    return d_order[keep], d_img[keep]
+
+
+@dataclass
+class _ImagePairs:
+    """The images that hold both detections and gts (an image is its position among them), and every (detection,
+    gt) pair of the same image, image by image."""
+
+    d_start: np.ndarray  # [I] first slot of the image's detections in the kept detections
+    d_count: np.ndarray  # [I]
+    g_start: np.ndarray  # [I] first position of the image's gts in g_order
+    g_count: np.ndarray  # [I]
+    g_order: np.ndarray  # gt indices, image by image
+    img: np.ndarray  # [P] image of the pair
+    d: np.ndarray  # [P] the detection's rank within its image
+    g: np.ndarray  # [P] the gt's position within its image
+    oks: np.ndarray  # [P]
+
+
+def _match_bucket(gt: KeypointGroundTruth, pairs: _ImagePairs, sel: np.ndarray, dt_gt_id: np.ndarray,
+                  dt_ign: np.ndarray) -> None:
+    """`evaluateImg`'s matching of the images `sel` for every area range and OKS threshold, padded to [B, D, G];
+    writes the matched gt ids and their ignore flags into dt_gt_id / dt_ign [A, T, detections]."""
+    d_start, d_count, g_start, g_count = pairs.d_start, pairs.d_count, pairs.g_start, pairs.g_count
+    g_max, d_max = int(g_count[sel].max()), int(d_count[sel].max())
+    slot = np.full(len(d_count), -1, np.int64)
+    slot[sel] = np.arange(len(sel))
+    p_mask = slot[pairs.img] >= 0
+    p_b, p_d, p_g = slot[pairs.img[p_mask]], pairs.d[p_mask], pairs.g[p_mask]
+    g_idx = np.full((len(sel), g_max), -1, np.int64)
+    gi_b = np.repeat(np.arange(len(sel)), g_count[sel])
+    gi_j = _segment_offsets(g_count[sel])
+    g_idx[gi_b, gi_j] = pairs.g_order[g_start[sel][gi_b] + gi_j]
+    d_valid = np.arange(d_max)[None, :] < d_count[sel][:, None]
+    rows = d_start[sel][:, None] + np.arange(d_max)[None, :]  # [B, D] detection slots
+    for a, (lo, hi) in enumerate(AREA_RNG):
+        ign_all = _gt_ignored(gt, lo, hi)
+        g_ign = np.where(g_idx >= 0, ign_all[np.maximum(g_idx, 0)], True)
+        # evaluateImg sorts the image's gts by ignore flag (stable): permute columns accordingly
+        perm = np.argsort(g_ign, axis=1, kind="stable")
+        inv = np.argsort(perm, axis=1)
+        iou = np.zeros((len(sel), d_max, g_max))
+        iou[p_b, p_d, inv[p_b, p_g]] = pairs.oks[p_mask]
+        gp = np.take_along_axis(g_idx, perm, axis=1)
+        g_valid = gp >= 0
+        g_ign_p = np.take_along_axis(g_ign, perm, axis=1)
+        crowd = np.where(g_valid, gt.iscrowd[np.maximum(gp, 0)], False)
+        m = _match(iou, d_valid, g_valid, g_ign_p, crowd, IOU_THRS)  # [B, T, D]
+        hit_b, hit_t, hit_d = np.nonzero(m >= 0)
+        gsel_idx = gp[hit_b, m[hit_b, hit_t, hit_d]]
+        dt_gt_id[a, hit_t, rows[hit_b, hit_d]] = gt.ids[gsel_idx]
+        dt_ign[a, hit_t, rows[hit_b, hit_d]] = ign_all[gsel_idx]
+
+
+def _match_detections(gt: KeypointGroundTruth, g_order: np.ndarray, g_img: np.ndarray, d_order: np.ndarray,
+                      d_img: np.ndarray, det_kpts: np.ndarray, sigmas: np.ndarray,
+                      num_images: int) -> Tuple[np.ndarray, np.ndarray]:
+    """pycocotools' dtMatches as gt ids (0: none) [A, T, D] and their ignore flags [A, T, D], for the detections
+    d_order (D, image by image) against the gts g_order (image by image)."""
+    dt_gt_id = np.zeros((len(AREA_RNG), len(IOU_THRS), len(d_order)), np.int64)
+    dt_ign = np.zeros((len(AREA_RNG), len(IOU_THRS), len(d_order)), bool)
+    img_list = np.arange(num_images)
+    d_start, d_count = _group_starts(d_img, img_list)
+    g_start, g_count = _group_starts(g_img, img_list)
+    both = np.flatnonzero((d_count > 0) & (g_count > 0))
+    if not len(both):
+        return dt_gt_id, dt_ign
+    d_start, dc, g_start, gc = d_start[both], d_count[both], g_start[both], g_count[both]
+    pair_img = np.repeat(np.arange(len(both)), dc * gc)
+    local = _segment_offsets(dc * gc)
+    pd, pg = local // gc[pair_img], local % gc[pair_img]
+    oks = _oks_pairs(gt, g_order[g_start[pair_img] + pg], det_kpts[d_order[d_start[pair_img] + pd]], sigmas)
+    pairs = _ImagePairs(d_start, dc, g_start, gc, g_order, pair_img, pd, pg, oks)
+    # images in buckets of similar gt count keep the padded [B, D, G] arrays small
+    bucket = np.ceil(np.log2(np.maximum(gc, 1))).astype(np.int64)
+    for level in np.unique(bucket):
+        _match_bucket(gt, pairs, np.flatnonzero(bucket == level), dt_gt_id, dt_ign)
+    return dt_gt_id, dt_ign
+
+
+def _precision_recall(dtm: np.ndarray, dtig: np.ndarray, npig: int) -> Tuple[np.ndarray, np.ndarray]:
+    """`accumulate()` of one area range: matches dtm [T, D] and ignore flags [T, D] of the detections sorted by
+    score, npig regular gts -> precision [T, R] at the recall thresholds and the final recall [T]."""
+    tps = np.logical_and(dtm, np.logical_not(dtig))
+    fps = np.logical_and(np.logical_not(dtm), np.logical_not(dtig))
+    tp_sum = np.cumsum(tps, axis=1).astype(dtype=float)
+    fp_sum = np.cumsum(fps, axis=1).astype(dtype=float)
+    precision, recall = np.zeros((len(IOU_THRS), len(REC_THRS))), np.zeros(len(IOU_THRS))
+    for t in range(len(IOU_THRS)):
+        tp, fp = tp_sum[t], fp_sum[t]
+        nd = len(tp)
+        rc = tp / npig
+        pr = tp / (fp + tp + np.spacing(1))
+        recall[t] = rc[-1] if nd else 0
+        pr = np.maximum.accumulate(pr[::-1])[::-1] if nd else pr  # precision envelope
+        pi = np.searchsorted(rc, REC_THRS, side="left")
+        inside = pi < nd
+        precision[t, inside] = pr[pi[inside]]
+    return precision, recall
+
+
 def _evaluate_category(gt: KeypointGroundTruth, gsel: np.ndarray, img_pos_g: np.ndarray, det_img_pos: np.ndarray,
                        det_kpts: np.ndarray, det_scores: np.ndarray, det_area: np.ndarray, sigmas: np.ndarray,
                        num_images: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -152,91 +271,18 @@ def _evaluate_category(gt: KeypointGroundTruth, gsel: np.ndarray, img_pos_g: np.
     # gts in annotation order within each image (imgToAnns order); detections by score, stable, <= MAX_DETS
     g_order = gsel[np.argsort(img_pos_g, kind="stable")]
     g_img = np.sort(img_pos_g, kind="stable")
-    d_order = np.lexsort((-det_scores, det_img_pos))
-    d_img = det_img_pos[d_order]
-    img_list = np.arange(num_images)
-    d_start, d_count = _group_starts(d_img, img_list)
-    rank = np.arange(len(d_order)) - np.repeat(d_start, d_count)
-    keep = rank < MAX_DETS
-    d_order, d_img, rank = d_order[keep], d_img[keep], rank[keep]
-    d_start, d_count = _group_starts(d_img, img_list)
-    g_start, g_count = _group_starts(g_img, img_list)
-    both = np.flatnonzero((d_count > 0) & (g_count > 0))
-
+    d_order, d_img = _top_detections(det_img_pos, det_scores, num_images)
+    dt_gt_id, dt_ign = _match_detections(gt, g_order, g_img, d_order, d_img, det_kpts, sigmas, num_images)
     scores, ids_area = det_scores[d_order], det_area[d_order]
-    dt_gt_id = np.zeros((A, T, len(d_order)), np.int64)  # matched gt id (0: none), as pycocotools' dtMatches
-    dt_ign = np.zeros((A, T, len(d_order)), bool)
-    if len(both):
-        # all (detection, gt) pairs of the same image, image by image
-        dc, gc = d_count[both], g_count[both]
-        pair_img = np.repeat(np.arange(len(both)), dc * gc)
-        local = np.arange(len(pair_img)) - np.repeat(np.cumsum(dc * gc) - dc * gc, dc * gc)
-        pd = d_start[both][pair_img] + local // gc[pair_img]
-        pg = g_start[both][pair_img] + local % gc[pair_img]
-        oks = _oks_pairs(gt, g_order[pg], det_kpts[d_order[pd]], sigmas)
-        # images in buckets of similar gt count keep the padded [B, D, G] arrays small
-        bucket = np.ceil(np.log2(np.maximum(gc, 1))).astype(np.int64)
-        for level in np.unique(bucket):
-            sel = np.flatnonzero(bucket == level)
-            g_max, d_max = int(gc[sel].max()), int(dc[sel].max())
-            in_sel = np.zeros(len(both), bool)
-            in_sel[sel] = True
-            slot = np.full(len(both), -1, np.int64)
-            slot[sel] = np.arange(len(sel))
-            p_mask = in_sel[pair_img]
-            p_b, p_d, p_g = slot[pair_img[p_mask]], (local // gc[pair_img])[p_mask], (local % gc[pair_img])[p_mask]
-            g_idx = np.full((len(sel), g_max), -1, np.int64)
-            gi_b = np.repeat(np.arange(len(sel)), gc[sel])
-            gi_j = np.arange(len(gi_b)) - np.repeat(np.cumsum(gc[sel]) - gc[sel], gc[sel])
-            g_idx[gi_b, gi_j] = g_order[g_start[both][sel][gi_b] + gi_j]
-            d_valid = np.arange(d_max)[None, :] < dc[sel][:, None]
-            for a, (lo, hi) in enumerate(AREA_RNG):
-                ign_all = gt.ignore | (gt.area < lo) | (gt.area > hi)
-                g_ign = np.where(g_idx >= 0, ign_all[np.maximum(g_idx, 0)], True)
-                # evaluateImg sorts the image's gts by ignore flag (stable): permute columns accordingly
-                perm = np.argsort(g_ign, axis=1, kind="stable")
-                inv = np.argsort(perm, axis=1)
-                iou = np.zeros((len(sel), d_max, g_max))
-                iou[p_b, p_d, inv[p_b, p_g]] = oks[p_mask]
-                gp = np.take_along_axis(g_idx, perm, axis=1)
-                g_valid = gp >= 0
-                g_ign_p = np.take_along_axis(g_ign, perm, axis=1)
-                crowd = np.where(g_valid, gt.iscrowd[np.maximum(gp, 0)], False)
-                m = _match(iou, d_valid, g_valid, g_ign_p, crowd, IOU_THRS)  # [B, T, D]
-                rows = d_start[both][sel][:, None] + np.arange(d_max)[None, :]  # [B, D] detection slots
-                hit_b, hit_t, hit_d = np.nonzero(m >= 0)
-                gsel_idx = gp[hit_b, m[hit_b, hit_t, hit_d]]
-                dt_gt_id[a, hit_t, rows[hit_b, hit_d]] = gt.ids[gsel_idx]
-                dt_ign[a, hit_t, rows[hit_b, hit_d]] = ign_all[gsel_idx]
-
-    in_images = np.zeros(len(gt.ids), bool)
-    in_images[gsel] = True
     for a, (lo, hi) in enumerate(AREA_RNG):
-        out = (ids_area < lo) | (ids_area > hi)
-        dt_ig = dt_ign[a] | ((dt_gt_id[a] == 0) & out[None, :])
-        g_ignore = (gt.ignore | (gt.area < lo) | (gt.area > hi))[gsel]
-        npig = np.count_nonzero(g_ignore == 0)
+        npig = np.count_nonzero(_gt_ignored(gt, lo, hi)[gsel] == 0)
         if npig == 0:
             continue
+        out = (ids_area < lo) | (ids_area > hi)
+        dt_ig = dt_ign[a] | ((dt_gt_id[a] == 0) & out[None, :])
         # accumulate(): detections of all images (image order, then score order), stable sort by score
         inds = np.argsort(-scores, kind="mergesort")
-        dtm, dtig = dt_gt_id[a][:, inds], dt_ig[:, inds]
-        tps = np.logical_and(dtm, np.logical_not(dtig))
-        fps = np.logical_and(np.logical_not(dtm), np.logical_not(dtig))
-        tp_sum = np.cumsum(tps, axis=1).astype(dtype=float)
-        fp_sum = np.cumsum(fps, axis=1).astype(dtype=float)
-        for t in range(T):
-            tp, fp = tp_sum[t], fp_sum[t]
-            nd = len(tp)
-            rc = tp / npig
-            pr = tp / (fp + tp + np.spacing(1))
-            recall[t, a] = rc[-1] if nd else 0
-            pr = np.maximum.accumulate(pr[::-1])[::-1] if nd else pr  # precision envelope
-            q = np.zeros((R,))
-            pi = np.searchsorted(rc, REC_THRS, side="left")
-            inside = pi < nd
-            q[inside] = pr[pi[inside]]
-            precision[t, :, a] = q
+        precision[:, :, a], recall[:, a] = _precision_recall(dt_gt_id[a][:, inds], dt_ig[:, inds], npig)
     return precision, recall
 
 

@@ -10,7 +10,7 @@ them: several perturbed copies of each labelled person (so OKS-NMS has duplicate
 scales [N,2] float32, box_scores [N] float64, image_ids [N] int64 (the `process()` arguments).
 """
 
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 
@@ -41,52 +41,38 @@ def _pose_in_box(rng: np.random.Generator, boxes: np.ndarray, k: int, jitter: fl
     return boxes[:, None, :2] + unit * boxes[:, None, 2:4]
 
 
-def make_synthetic_eval(
-    num_images: int = 5000,
-    num_predictions: int = 100_000,
-    seed: int = 0,
-    keypoint_set: KeypointSet = COCO17,
-    image_size: Tuple[int, int] = (640, 480),
-    input_aspect: float = 192 / 256,
-) -> Tuple[Dict, Dict[str, np.ndarray]]:
-    """Ground truth and about `num_predictions` predictions over `num_images` images (see the module docstring)."""
-    kset = get_keypoint_set(keypoint_set)
-    k = kset.num_keypoints
-    rng = np.random.default_rng(seed)
-    image_ids = np.arange(1, num_images + 1, dtype=np.int64) * 7  # sparse ids, as COCO's
-    sizes = np.where(rng.uniform(size=(num_images, 1)) < 0.7, image_size, image_size[::-1])
-    # val2017: about half the images have labelled people, 2.7 per such image on average
-    people = np.where(rng.uniform(size=num_images) < 0.55, rng.geometric(0.37, num_images), 0)
-    owner = np.repeat(np.arange(num_images), people)
-    n_gt = len(owner)
-    boxes = _person_boxes(rng, n_gt, sizes[owner, 0].astype(float), sizes[owner, 1].astype(float))
-    kpts = _pose_in_box(rng, boxes, k, 0.04)
+def _coco_annotations(rng: np.random.Generator, boxes: np.ndarray, kpts: np.ndarray, owner: np.ndarray,
+                      image_ids: np.ndarray) -> List[Dict]:
+    """COCO annotation dicts of the persons (boxes [n, 4] xywh, keypoints [n, k, 2], owner [n] image positions):
+    random visibility flags, 8% without labelled keypoints, 1% crowd regions, segmentation-like areas."""
+    n_gt, k = kpts.shape[:2]
     vis = rng.choice([0, 1, 2], size=(n_gt, k), p=[0.25, 0.15, 0.6])
     vis[rng.uniform(size=n_gt) < 0.08] = 0  # persons without labelled keypoints (ignored by COCOeval)
     gt_xyv = np.concatenate([np.where(vis[..., None] > 0, np.round(kpts, 2), 0.0), vis[..., None]], axis=2)
     crowd = rng.uniform(size=n_gt) < 0.01
     areas = boxes[:, 2] * boxes[:, 3] * rng.uniform(0.45, 0.75, n_gt)
-    annotations = [{
+    return [{
         "id": i + 1, "image_id": int(image_ids[owner[i]]), "category_id": 1, "iscrowd": int(crowd[i]),
         "bbox": [round(float(v), 2) for v in boxes[i]], "area": round(float(areas[i]), 2),
         "num_keypoints": 0 if crowd[i] else int((vis[i] > 0).sum()),
         "keypoints": [0] * (3 * k) if crowd[i] else [float(v) if j % 3 != 2 else int(v)
                                                        for j, v in enumerate(gt_xyv[i].reshape(-1))],
     } for i in range(n_gt)]
-    images = [{"id": int(i), "width": int(w), "height": int(h), "file_name": f"{int(i):012d}.jpg"}
-              for i, (w, h) in zip(image_ids, sizes)]
-    gt = {"images": images, "annotations": annotations,
-          "categories": [{"id": 1, "name": "person", "supercategory": "person", "keypoints": list(kset.names),
-                          "skeleton": [[a + 1, b + 1] for a, b in kset.skeleton]}]}
 
-    # predictions: 1-6 perturbed copies of each person, the rest false positives spread over all images
+
+def _predictions(rng: np.random.Generator, boxes: np.ndarray, kpts: np.ndarray, owner: np.ndarray,
+                 image_ids: np.ndarray, sizes: np.ndarray, num_predictions: int,
+                 input_aspect: float) -> Dict[str, np.ndarray]:
+    """The `process()` arguments for 1-6 perturbed copies of each person (boxes, kpts, owner as for the ground
+    truth) and false positives spread over all images up to `num_predictions`, in image order."""
+    n_gt, k = kpts.shape[:2]
     copies = rng.integers(1, 7, n_gt)
     src = np.repeat(np.arange(n_gt), copies)
     n_fp = max(0, int(num_predictions) - len(src))
     size_of = np.sqrt(boxes[src, 2] * boxes[src, 3])[:, None, None]
     pred_kpts = kpts[src] + rng.normal(0, 1, (len(src), k, 2)) * size_of * rng.uniform(0.005, 0.08, (len(src), 1, 1))
     pred_boxes = boxes[src] + rng.normal(0, 0.05, (len(src), 4)) * boxes[src, 2:4].repeat(2, axis=1)
-    fp_img = rng.integers(0, num_images, n_fp)
+    fp_img = rng.integers(0, len(image_ids), n_fp)
     fp_boxes = _person_boxes(rng, n_fp, sizes[fp_img, 0].astype(float), sizes[fp_img, 1].astype(float))
     fp_kpts = _pose_in_box(rng, fp_boxes, k, 0.1)
     all_kpts = np.concatenate([pred_kpts, fp_kpts]).astype(np.float32)
@@ -99,6 +85,31 @@ def make_synthetic_eval(
     pred_images = np.concatenate([image_ids[owner[src]], image_ids[fp_img]])
     # detector output comes image by image
     order = np.argsort(pred_images, kind="stable")
-    preds = {"preds": all_kpts[order], "maxvals": maxvals[order], "centers": centers[order],
-             "scales": scales[order], "box_scores": box_scores[order], "image_ids": pred_images[order]}
-    return gt, preds
+    return {"preds": all_kpts[order], "maxvals": maxvals[order], "centers": centers[order],
+            "scales": scales[order], "box_scores": box_scores[order], "image_ids": pred_images[order]}
+
+
+def make_synthetic_eval(
+    num_images: int = 5000,
+    num_predictions: int = 100_000,
+    seed: int = 0,
+    keypoint_set: KeypointSet = COCO17,
+    image_size: Tuple[int, int] = (640, 480),
+    input_aspect: float = 192 / 256,
+) -> Tuple[Dict, Dict[str, np.ndarray]]:
+    """Ground truth and about `num_predictions` predictions over `num_images` images (see the module docstring)."""
+    kset = get_keypoint_set(keypoint_set)
+    rng = np.random.default_rng(seed)
+    image_ids = np.arange(1, num_images + 1, dtype=np.int64) * 7  # sparse ids, as COCO's
+    sizes = np.where(rng.uniform(size=(num_images, 1)) < 0.7, image_size, image_size[::-1])
+    # val2017: about half the images have labelled people, 2.7 per such image on average
+    people = np.where(rng.uniform(size=num_images) < 0.55, rng.geometric(0.37, num_images), 0)
+    owner = np.repeat(np.arange(num_images), people)
+    boxes = _person_boxes(rng, len(owner), sizes[owner, 0].astype(float), sizes[owner, 1].astype(float))
+    kpts = _pose_in_box(rng, boxes, kset.num_keypoints, 0.04)
+    images = [{"id": int(i), "width": int(w), "height": int(h), "file_name": f"{int(i):012d}.jpg"}
+              for i, (w, h) in zip(image_ids, sizes)]
+    gt = {"images": images, "annotations": _coco_annotations(rng, boxes, kpts, owner, image_ids),
+          "categories": [{"id": 1, "name": "person", "supercategory": "person", "keypoints": list(kset.names),
+                          "skeleton": [[a + 1, b + 1] for a, b in kset.skeleton]}]}
+    return gt, _predictions(rng, boxes, kpts, owner, image_ids, sizes, num_predictions, input_aspect)

@@ -15,6 +15,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .attention import attention_placement, create_attention
 
 BN_MOMENTUM = 0.1
@@ -38,7 +39,7 @@ class _AttentionMixin:
     def _setup_attention(self, attention: str, attention_kwargs: Optional[dict], out_channels: int) -> None:
         self.attn_kind = attention_placement(attention) if attention else ""
         if self.attn_kind == "context":
-            raise ValueError(
+            raise ConfigError(
                 f"attention '{attention}' is a context block: it acts on a whole branch (HighResolutionModule), "
                 "not inside a residual block"
             )
@@ -145,9 +146,9 @@ class SoftGateBlock(_AttentionMixin, nn.Module):
     ):
         super().__init__()
         if planes % 4:
-            raise ValueError(f"SOFTGATE blocks need a channel count divisible by 4, got {planes}")
+            raise ConfigError(f"SOFTGATE blocks need a channel count divisible by 4, got {planes}")
         if attention and attention_placement(attention) in ("conv", "skip"):
-            raise ValueError(
+            raise ConfigError(
                 f"attention '{attention}' ({attention_placement(attention)}) cannot be combined with SOFTGATE blocks: "
                 "they have their own soft-gated skip and no single 3x3 conv to replace; use a 'gate' or 'context' block"
             )
@@ -178,5 +179,5 @@ BLOCKS = {"BASIC": BasicBlock, "BOTTLENECK": Bottleneck, "SOFTGATE": SoftGateBlo
 
 def get_block(name: str) -> type:
     if name not in BLOCKS:
-        raise ValueError(f"unknown block type '{name}' (STAGEx.BLOCK); valid: {sorted(BLOCKS)}")
+        raise ConfigError(f"unknown block type '{name}' (STAGEx.BLOCK); valid: {sorted(BLOCKS)}")
     return BLOCKS[name]

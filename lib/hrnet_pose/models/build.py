@@ -17,7 +17,8 @@ logger = logging.getLogger(__name__)
 MODEL_NAMES = ("pose_hrnet", "lite_hrnet")
 
 
-def _stage_spec(node, name: str) -> dict:
+def _stage_spec(node) -> dict:
+    """The keyword arguments of one HRNet stage from its MODEL.EXTRA.STAGE<i> node."""
     return {
         "num_modules": int(node.NUM_MODULES),
         "num_branches": int(node.NUM_BRANCHES),
@@ -79,7 +80,7 @@ def build_model(cfg, is_train: bool = False) -> nn.Module:
     if cfg.MODEL.NAME == "lite_hrnet":
         model = build_lite_hrnet(cfg)
     else:
-        stages = [_stage_spec(extra[f"STAGE{i}"], f"STAGE{i}") for i in (2, 3, 4)]
+        stages = [_stage_spec(extra[f"STAGE{i}"]) for i in (2, 3, 4)]
         model = PoseHighResolutionNet(stages, cfg.MODEL.NUM_JOINTS, int(extra.FINAL_CONV_KERNEL),
                                       attention_spec_from_cfg(cfg))
     if is_train and cfg.MODEL.INIT_WEIGHTS:

@@ -185,7 +185,7 @@ class LiteHRNet(nn.Module):
 
 def _check_spec(stem_channels, stem_out_channels, num_modules, num_branches, num_blocks, module_type, with_fuse,
                 reduce_ratios, num_channels, final_conv_kernel) -> None:
-    """ValueErrors naming the MODEL.EXTRA.LITE_HRNET key at fault and what is valid."""
+    """ConfigErrors naming the MODEL.EXTRA.LITE_HRNET key at fault and what is valid."""
     key = "MODEL.EXTRA.LITE_HRNET"
     n = len(num_branches)
     if n < 1:
@@ -207,21 +207,21 @@ def _check_spec(stem_channels, stem_out_channels, num_modules, num_branches, num
         channels = list(num_channels[s])
         where = f"{key}.STAGES (stage {s})"
         if b < 2 or b < previous:
-            raise ValueError(f"{where}: NUM_BRANCHES {b}; each stage needs at least 2 branches and no fewer than "
+            raise ConfigError(f"{where}: NUM_BRANCHES {b}; each stage needs at least 2 branches and no fewer than "
                              f"the stage before ({previous})")
         previous = b
         if len(channels) != b:
-            raise ValueError(f"{where}: NUM_CHANNELS {channels} has {len(channels)} entries for NUM_BRANCHES {b}")
+            raise ConfigError(f"{where}: NUM_CHANNELS {channels} has {len(channels)} entries for NUM_BRANCHES {b}")
         if str(module_type[s]).upper() not in MODULE_TYPES:
-            raise ValueError(f"{where}: MODULE_TYPE {module_type[s]!r}; valid: {list(MODULE_TYPES)}")
+            raise ConfigError(f"{where}: MODULE_TYPE {module_type[s]!r}; valid: {list(MODULE_TYPES)}")
         if int(num_modules[s]) < 1 or int(num_blocks[s]) < 1:
-            raise ValueError(f"{where}: NUM_MODULES {num_modules[s]} and NUM_BLOCKS {num_blocks[s]} must be >= 1")
+            raise ConfigError(f"{where}: NUM_MODULES {num_modules[s]} and NUM_BLOCKS {num_blocks[s]} must be >= 1")
         if any(int(c) < 2 or int(c) % 2 for c in channels):
-            raise ValueError(f"{where}: NUM_CHANNELS {channels} must all be even (blocks split channels in two)")
+            raise ConfigError(f"{where}: NUM_CHANNELS {channels} must all be even (blocks split channels in two)")
         if str(module_type[s]).upper() == "LITE":
             half = [int(c) // 2 for c in channels]
             if int(sum(half) / int(reduce_ratios[s])) < 1 or min(half) < 4:
-                raise ValueError(f"{where}: NUM_CHANNELS {channels} with REDUCE_RATIOS {reduce_ratios[s]} leave a "
+                raise ConfigError(f"{where}: NUM_CHANNELS {channels} with REDUCE_RATIOS {reduce_ratios[s]} leave a "
                                  "weighting layer without channels: each width must be >= 8 and half their sum "
                                  ">= the reduce ratio")
     if final_conv_kernel < 1 or final_conv_kernel % 2 == 0:

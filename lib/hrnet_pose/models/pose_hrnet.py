@@ -75,7 +75,7 @@ class HighResolutionModule(nn.Module):
                  attention: Optional[AttentionSpec] = None):
         super().__init__()
         if not (len(num_blocks) == len(num_channels) == len(num_inchannels) == num_branches):
-            raise ValueError(
+            raise ConfigError(
                 f"stage {stage}: NUM_BRANCHES={num_branches} but NUM_BLOCKS has {len(num_blocks)} and NUM_CHANNELS "
                 f"{len(num_channels)} entries; each needs one per branch"
             )
