@@ -6,8 +6,10 @@ import os
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
+import torch
 
 from hrnet_pose.apis.estimator import InvalidBoxError, PoseEstimator
 from hrnet_pose.config import load_config
@@ -153,11 +155,41 @@ def test_bad_images_and_weights_are_user_errors(estimator, tmp_path, tiny_weight
         PoseEstimator.from_config(cfg, tiny_weights)
 
 
+def _udp_heatmap_to_image(box, input_wh, heatmap_wh):
+    """UDP's inverse crop by hand: the box grown to the input's aspect ratio, times 1.25 (the official padding);
+    heatmap pixel 0 lands on the crop's first edge and pixel W-1 on its last (the official map puts pixel W there)."""
+    x1, y1, x2, y2 = box
+    w, h = x2 - x1, y2 - y1
+    aspect = input_wh[0] / input_wh[1]
+    w, h = (h * aspect, h) if w < aspect * h else (w, w / aspect)
+    w, h = 1.25 * w, 1.25 * h
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    return np.array([[w / (heatmap_wh[0] - 1), 0, cx - w / 2], [0, h / (heatmap_wh[1] - 1), cy - h / 2]])
+
+
 def test_custom_keypoint_set_and_udp(tmp_path):
     """Any keypoint set the config defines; UDP crops and decoding through the same path (random weights)."""
     kset = os.path.join(os.path.dirname(TINY_YAML), "keypoints_5.yaml")
+    torch.manual_seed(0)
     est = PoseEstimator.from_config(TINY_YAML, None, device="cpu",
                                     opts=["DATASET.KEYPOINT_SET", kset, "MODEL.NUM_JOINTS", "5", "CODEC.UDP", "True"])
     res = est(np.zeros((100, 100, 3), np.uint8), boxes=[[10, 10, 60, 90]], return_heatmaps=True)
     assert res.keypoints.shape == (1, 5, 2) and res.heatmaps.shape == (1, 5, 24, 16)
     assert res.heatmap_to_image.shape == (1, 2, 3)
+    # float64 matrices from float32 centre/scale: agree to float32 rounding of ~100 px values (~1e-5)
+    np.testing.assert_allclose(res.heatmap_to_image[0], _udp_heatmap_to_image([10, 10, 60, 90], (64, 96), (16, 24)),
+                               atol=1e-4, rtol=0)
+    # UDP with the default decoder adds no sub-pixel step: each keypoint is its heatmap's argmax through that map.
+    # An untrained head's maxima are <= 0 (decoded as (0, 0)); a raised bias gives positive peaks at many places.
+    with torch.no_grad():
+        est.backend.model.final_layer.bias += 1.0
+    image = cv2.imread(os.path.join(os.path.dirname(TINY_YAML), "coco_real_mini", "images", "000000000785.jpg"))
+    box = [100, 60, 400, 420]
+    res = est(image, boxes=[box], return_heatmaps=True)
+    hm = res.heatmaps[0].reshape(5, -1)
+    assert (hm.max(1) > 0).all()
+    peak = np.stack([hm.argmax(1) % 16, hm.argmax(1) // 16], axis=1).astype(np.float64)
+    assert len({tuple(p) for p in peak}) > 1  # not one place for all joints: the check below sees the map's slopes
+    mat = _udp_heatmap_to_image(box, (64, 96), (16, 24))
+    # float32 keypoints of up to ~600 px: rounding ~6e-5 px
+    np.testing.assert_allclose(res.keypoints[0], peak @ mat[:, :2].T + mat[:, 2], atol=1e-3, rtol=0)
