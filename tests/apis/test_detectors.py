@@ -16,8 +16,9 @@ from hrnet_pose.apis.detectors import (DETECTOR_WEIGHTS, DETECTORS, CallableDete
 from hrnet_pose.download import OFFLINE_ENV
 from hrnet_pose.errors import UserError
 
-IMAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "coco_real_mini",
-                     "images", "000000000785.jpg")
+from testpaths import MINI
+
+IMAGE = os.path.join(MINI, "images", "000000000785.jpg")
 
 
 @pytest.fixture()

@@ -16,8 +16,7 @@ from hrnet_pose.config import load_config
 from hrnet_pose.datasets.coco import _clean_gt_boxes
 from hrnet_pose.errors import UserError
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TINY_YAML = os.path.join(REPO, "tests", "fixtures", "official_hrnet_tiny_a.yaml")
+from testpaths import REPO, TINY_YAML
 
 
 # Other batch compositions (test.py's batches, one person alone, chunks) may let the conv kernels sum in another order:

@@ -15,8 +15,7 @@ from hrnet_pose.benchmarks.cpu import (bench_data, bench_data_cold, bench_evalua
 from hrnet_pose.errors import UserError
 from hrnet_pose.models import build_model
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures")
-MINI = os.path.join(FIXTURES, "coco_real_mini")
+from testpaths import FIXTURES, MINI
 
 
 @pytest.fixture(scope="module")

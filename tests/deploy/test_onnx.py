@@ -21,11 +21,9 @@ from hrnet_pose.models import build_model, load_weights
 from hrnet_pose.models.attention import list_attentions
 from hrnet_pose.models.blocks import SoftGateBlock
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FIXTURES = os.path.join(REPO, "tests", "fixtures")
-TINY_YAML = os.path.join(FIXTURES, "official_hrnet_tiny_a.yaml")
-MINI = os.path.join(FIXTURES, "coco_real_mini")
-ATTN = os.path.join(REPO, "experiments", "coco", "hrnet_attn")
+from testpaths import EXPERIMENTS, MINI, REPO, TINY_YAML
+
+ATTN = os.path.join(EXPERIMENTS, "coco", "hrnet_attn")
 # narrow, shallow and small: the attention variants' export and check take a second or two each
 SMALL = ["MODEL.IMAGE_SIZE", "[48, 64]", "MODEL.HEATMAP_SIZE", "[12, 16]", "MODEL.EXTRA.STAGE2.NUM_CHANNELS", "[8, 16]",
          "MODEL.EXTRA.STAGE3.NUM_CHANNELS", "[8, 16, 32]", "MODEL.EXTRA.STAGE4.NUM_CHANNELS", "[8, 16, 32, 64]",

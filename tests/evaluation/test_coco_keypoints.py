@@ -18,11 +18,13 @@ from hrnet_pose.evaluation import (
 from hrnet_pose.geometry import box_to_center_scale
 from hrnet_pose.keypoints import load_keypoint_set
 
-FIX = Path(__file__).resolve().parents[1] / "fixtures"
-MINI = FIX / "coco_real_mini"
-VAL_ANN = MINI / "annotations" / "person_keypoints_mini_val2017.json"
-ALL_ANN = MINI / "annotations" / "person_keypoints_mini.json"
-PEER = MINI / "peer_results"
+import testpaths
+
+FIX = Path(testpaths.FIXTURES)
+MINI = Path(testpaths.MINI)
+VAL_ANN = Path(testpaths.MINI_VAL_ANN)
+ALL_ANN = Path(testpaths.MINI, "annotations", "person_keypoints_mini.json")
+PEER = Path(testpaths.MINI, "peer_results")
 
 
 @pytest.fixture(scope="module")

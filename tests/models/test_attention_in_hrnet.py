@@ -9,7 +9,9 @@ import torch
 from hrnet_pose.config import load_config
 from hrnet_pose.models import build_model, load_weights
 
-ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "experiments", "coco")
+from testpaths import EXPERIMENTS
+
+ROOT = os.path.join(EXPERIMENTS, "coco")
 VARIANTS = sorted(glob.glob(os.path.join(ROOT, "hrnet_attn", "*.yaml")))
 IDENTITY_AT_INIT = {"softgate", "non_local", "a2"}  # promised: the variant starts as the plain network
 

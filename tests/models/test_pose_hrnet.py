@@ -9,7 +9,9 @@ import torch
 from hrnet_pose.config import load_config
 from hrnet_pose.models import CheckpointMismatchError, build_model, load_weights
 
-EXP = os.path.join(os.path.dirname(__file__), "..", "..", "experiments", "coco", "hrnet")
+from testpaths import EXPERIMENTS
+
+EXP = os.path.join(EXPERIMENTS, "coco", "hrnet")
 
 
 @pytest.mark.parametrize("cfg_name,keys_file,num_params", [

@@ -9,7 +9,8 @@ import pytest
 from hrnet_pose.streams.tracking import OneEuroFilter, PoseTracker, boxes_from_poses
 from hrnet_pose.keypoints import COCO_SIGMAS
 
-FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures")
+from testpaths import FIXTURES
+
 FPS = 30.0
 
 # A standing COCO-17 person, unit height, centred on the hips' midpoint (x right, y down).
