@@ -1,10 +1,14 @@
 import os
+import sys
 
 import pytest
 import torch
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# tests/testpaths.py (the paths every test module uses) is importable from every test folder
+if os.path.dirname(os.path.abspath(__file__)) not in sys.path:
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from testpaths import FIXTURES, REPO  # noqa: E402
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 # Freshly initialised deep networks in eval mode (BN running stats 0/1) shrink activations into the denormal range,

@@ -14,8 +14,8 @@ from hrnet_pose.codecs.flip import flip_back
 from hrnet_pose.evaluation.coco_keypoints import CocoKeypointEvaluator
 from hrnet_pose.keypoints import load_keypoint_set
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
-MINI = os.path.join(FIXTURES, "coco_real_mini")
+from testpaths import FIXTURES, MINI
+
 COCO_IDS = [0, 1, 2, 5, 6]  # nose, eyes, shoulders: the yaml's keypoints
 
 

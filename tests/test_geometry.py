@@ -8,7 +8,9 @@ import pytest
 from hrnet_pose import geometry
 from hrnet_pose.keypoints import COCO17
 
-FIX = Path(__file__).resolve().parent / "fixtures"
+import testpaths
+
+FIX = Path(testpaths.FIXTURES)
 
 
 @pytest.fixture(scope="module")

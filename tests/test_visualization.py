@@ -10,8 +10,8 @@ from hrnet_pose.keypoints import COCO17, KeypointSet, load_keypoint_set
 from hrnet_pose.visualization import (
     default_sizes, draw_poses, draw_timings, id_color, keypoint_colors, overlay_heatmaps,
 )
+from testpaths import FIXTURES
 
-FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 BACKGROUND = 90
 
 

@@ -5,8 +5,7 @@ import shutil
 import pytest
 import torch
 
-FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures")
-TINY_YAML = os.path.join(FIXTURES, "official_hrnet_tiny_a.yaml")
+from testpaths import FIXTURES
 
 
 @pytest.fixture(autouse=True)

@@ -13,10 +13,12 @@ from torchvision.ops import box_iou
 from hrnet_pose.apis.detectors import (DETECTOR_WEIGHTS, DETECTORS, CallableDetector, DetectorOutputError,
                                        DetectorWeightsUnavailable, PersonDetector, build_detector,
                                        filter_person_boxes, guess_architecture)
+from hrnet_pose.download import OFFLINE_ENV
 from hrnet_pose.errors import UserError
 
-IMAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "coco_real_mini",
-                     "images", "000000000785.jpg")
+from testpaths import MINI
+
+IMAGE = os.path.join(MINI, "images", "000000000785.jpg")
 
 
 @pytest.fixture()
@@ -63,6 +65,16 @@ def test_offline_download_error_says_how_to_go_on(offline, name):
     assert "--det-weights FILE" in msg and "--boxes FILE" in msg and "--det-model none" in msg
     assert isinstance(info.value, UserError)
     assert not offline.exists() or os.listdir(offline) == []  # no partial file left in the cache
+
+
+def test_offline_switch_forbids_the_detector_download(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv(OFFLINE_ENV, "1")
+    with pytest.raises(DetectorWeightsUnavailable, match=f"{OFFLINE_ENV} forbids downloads") as info:
+        PersonDetector("mobilenet")
+    assert DETECTOR_WEIGHTS["mobilenet"].url in str(info.value) and "--det-weights FILE" in str(info.value)
+    assert not (tmp_path / "torch" / "hub" / "checkpoints").exists() or \
+        os.listdir(tmp_path / "torch" / "hub" / "checkpoints") == []
 
 
 def test_corrupt_cached_weights_are_reported(offline):

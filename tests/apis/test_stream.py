@@ -2,8 +2,6 @@
 carried from the poses in between, greedy OKS tracking. Uses the quickstart model trained on the synthetic figures
 (tests/fixtures/synthetic_quickstart_hrnet.pth, see SOURCES.md)."""
 
-import os
-
 import numpy as np
 import pytest
 
@@ -12,9 +10,8 @@ from hrnet_pose.apis.stream import StreamPoseEstimator
 from hrnet_pose.streams.tracking import PoseTracker
 from hrnet_pose.datasets.synthetic import synthetic_video
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-WEIGHTS = os.path.join(REPO, "tests", "fixtures", "synthetic_quickstart_hrnet.pth")
-CONFIG = os.path.join(REPO, "experiments", "synthetic", "quickstart.yaml")
+from testpaths import QUICKSTART_WEIGHTS, QUICKSTART_YAML
+
 NUM_FRAMES = 40
 
 
@@ -40,7 +37,7 @@ def _run(video, det_interval):
         calls.append(index)
         return _gt_boxes(gt[index]), np.ones(len(gt[index]))
 
-    estimator = PoseEstimator.from_config(CONFIG, WEIGHTS, device="cpu", detector=detector)
+    estimator = PoseEstimator.from_config(QUICKSTART_YAML, QUICKSTART_WEIGHTS, device="cpu", detector=detector)
     stream = StreamPoseEstimator(estimator, det_interval=det_interval,
                                  tracker=PoseTracker(estimator.keypoint_set.sigmas))
     results = [stream.process(frame, i / 25.0) for i, frame in enumerate(frames)]

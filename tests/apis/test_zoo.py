@@ -16,9 +16,9 @@ from hrnet_pose.config import load_config
 from hrnet_pose.errors import UserError, run_cli
 from hrnet_pose.models import build_model
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-EXPERIMENTS = os.path.join(REPO, "experiments")
-IMAGE = os.path.join(REPO, "tests", "fixtures", "coco_real_mini", "images")
+from testpaths import EXPERIMENTS, MINI, REPO
+
+IMAGE = os.path.join(MINI, "images")
 PARAMS = {32: 28_536_113, 48: 63_595_745}  # official pose_hrnet_w32 / w48 (tests/models/test_pose_hrnet.py)
 LITE_PARAMS = {18: 1_130_769, 30: 1_763_717}  # MMPose 1.3.2 LiteHRNet + HeatmapHead (tests/fixtures/SOURCES.md)
 HRNET_NAMES = sorted(n for n, e in zoo.ZOO.items() if n.startswith("hrnet_") and e.dataset == "coco")

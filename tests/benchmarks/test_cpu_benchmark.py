@@ -10,12 +10,12 @@ import torch
 
 from hrnet_pose.config import load_config
 from hrnet_pose.benchmarks.cpu import (bench_data, bench_data_cold, bench_evaluation, bench_inference,
-                                             calibrate_batchnorm, fast_decode_ap, fixture_crops, format_rows)
+                                       calibrate_batchnorm, fast_decode_ap, fixture_crops, fixture_dataset,
+                                       format_rows)
 from hrnet_pose.errors import UserError
 from hrnet_pose.models import build_model
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures")
-MINI = os.path.join(FIXTURES, "coco_real_mini")
+from testpaths import FIXTURES, MINI
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +41,28 @@ def test_data_rows_and_fast_decode_ap_effect(tiny):
         "plain: official decode", "fast: FAST_DECODE on", "fast: FAST_DECODE + IMAGE_CACHE_DIR, cache filled",
         "fast: FAST_DECODE + IMAGE_CACHE_DIR, first pass (fills it)")]
     assert all(r["samples_per_s"] > 0 for r in rows)
+    assert all(set(r) == {"task", "variant", "setting", "samples_per_s", "reduced_fraction"} for r in rows)
+    assert all(np.isfinite(r["samples_per_s"]) for r in rows)
     assert rows[1]["reduced_fraction"] > 0 and rows[0]["reduced_fraction"] == 0
+    for task, image_set, train in (("data train", "mini_train2017", True), ("data test", "mini_val2017", False)):
+        # the fast row's share is that of the samples whose JPEG is decoded at reduced size, counted here directly
+        ds = fixture_dataset(MINI, image_set, train, True, (64, 96))
+        np.random.seed(0)
+        share = np.mean([ds.prepare(i)["decode_factor"] > 1 for i in range(len(ds))])
+        fast = [r for r in rows if r["task"] == task and r["variant"] == "fast: FAST_DECODE on"]
+        assert fast[0]["reduced_fraction"] == share
+        assert all(r["setting"].startswith(f"{len(ds)} real COCO persons, input 64x96") for r in rows
+                   if r["task"] == task)
+        assert all(r["reduced_fraction"] == 0 for r in rows if r["task"] == task and r is not fast[0])
     effect = fast_decode_ap(MINI, image_size=(64, 96), model=tiny)
     assert effect["oracle_AP_fast"] == effect["oracle_AP_plain"] > 0.5  # geometry unchanged
     assert effect["crop_mean_abs_diff"] > 0 and effect["model_keypoint_shift_px"] >= 0
+    assert set(effect) == {"oracle_AP_plain", "oracle_AP_fast", "model_AP_plain", "model_AP_fast",
+                           "model_keypoint_shift_px", "crop_mean_abs_diff"}
+    assert 0 <= effect["model_AP_plain"] <= 1 and 0 <= effect["model_AP_fast"] <= 1
+    # other crops move some keypoint, and a keypoint shift changes an OKS: no shift only with the same AP
+    assert effect["model_keypoint_shift_px"] > 0 or effect["model_AP_fast"] == effect["model_AP_plain"]
+    assert effect["crop_mean_abs_diff"] < 255  # a mean of absolute differences of uint8 pixels
 
 
 def test_cold_disk_rows_or_a_clear_refusal():
@@ -57,6 +75,7 @@ def test_cold_disk_rows_or_a_clear_refusal():
     assert [r["variant"] for r in rows] == ["plain: official decode", "fast: FAST_DECODE on",
                                             "fast: FAST_DECODE + IMAGE_CACHE_DIR, cache filled"]
     assert all(r["task"] == "data train, cold disk" and r["samples_per_s"] > 0 for r in rows)
+    assert all(np.isfinite(r["samples_per_s"]) and r["reduced_fraction"] == 0 for r in rows)
 
 
 def test_fp32_inference_routes_match_the_official_route(tiny):
@@ -72,6 +91,12 @@ def test_fp32_inference_routes_match_the_official_route(tiny):
         # above that rounding bound
         assert r["kp_err_max_px"] < 0.05, r["variant"]  # the bound for fp32 routes
         assert r["ms"] > 0
+        # the median of the timed iterations lies between their min and max; speedup is official's ms over this one
+        assert r["min_ms"] <= r["ms"] <= r["max_ms"]
+        official = next(o for o in rows if o["batch"] == r["batch"] and o["variant"] == "official")
+        assert r["speedup"] == pytest.approx(official["ms"] / r["ms"], rel=1e-12)
+        assert r["task"] == f"inference batch {r['batch']}" and r["setting"] == "input 64x96, 1 threads"
+    assert [r["batch"] for r in rows] == [1] * len(routes) + [3] * len(routes)
     with pytest.raises(ValueError, match="valid"):
         bench_inference(tiny, crops, routes=["official", "tensorrt"])
     assert "keypoint err" in format_rows(rows)

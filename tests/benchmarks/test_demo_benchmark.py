@@ -1,15 +1,12 @@
 """The demo schedule comparison runs both schedules on the same frames: the official one calls the detector on every
 frame and the network once per person, ours batches persons and detects every N frames."""
 
-import os
-
 import numpy as np
 
 from hrnet_pose.benchmarks.demo import compare_demo_modes, format_demo_table, synthetic_720p_video
 from hrnet_pose.apis.estimator import PoseEstimator
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TINY_YAML = os.path.join(REPO, "tests", "fixtures", "official_hrnet_tiny_a.yaml")
+from testpaths import TINY_YAML
 
 
 class _CountingBackend:

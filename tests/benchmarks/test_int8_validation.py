@@ -20,16 +20,15 @@ pytest.importorskip("onnx", reason="onnx is not installed (optional: pip install
 from hrnet_pose.config import load_config  # noqa: E402
 from hrnet_pose.benchmarks.int8 import format_int8_rows, validate_int8  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-WEIGHTS = os.path.join(REPO, "tests", "fixtures", "synthetic_quickstart_hrnet.pth")
-CONFIG = os.path.join(REPO, "experiments", "synthetic", "quickstart.yaml")
+from testpaths import QUICKSTART_WEIGHTS, QUICKSTART_YAML, REPO
+
 SETTINGS = [{"per_channel": True, "reduce_range": True, "method": "minmax"},
             {"per_channel": True, "reduce_range": True, "method": "minmax", "keep_last_float": True}]
 
 
 @pytest.fixture(scope="module")
 def rows():
-    return validate_int8(load_config(CONFIG), WEIGHTS, num_calibration=8, settings=SETTINGS, num_val_images=20)
+    return validate_int8(load_config(QUICKSTART_YAML), QUICKSTART_WEIGHTS, num_calibration=8, settings=SETTINGS, num_val_images=20)
 
 
 def test_fp32_onnx_gives_pytorch_keypoints_and_ap(rows):
@@ -62,12 +61,12 @@ def test_int8_keypoints_stay_within_a_fraction_of_a_pixel(rows):
 
 
 def test_bad_arguments_are_refused():
-    cfg = load_config(CONFIG)
+    cfg = load_config(QUICKSTART_YAML)
     with pytest.raises(FileNotFoundError, match="nope.pth"):
         validate_int8(cfg, os.path.join(REPO, "nope.pth"))
     with pytest.raises(ValueError, match="num_calibration"):
-        validate_int8(cfg, WEIGHTS, num_calibration=0)
+        validate_int8(cfg, QUICKSTART_WEIGHTS, num_calibration=0)
     with pytest.raises(ValueError, match="valid: \\['per_channel'"):
-        validate_int8(cfg, WEIGHTS, settings=[{"per_chanel": False}])
+        validate_int8(cfg, QUICKSTART_WEIGHTS, settings=[{"per_chanel": False}])
     with pytest.raises(ValueError, match="valid: \\['minmax'"):
-        validate_int8(cfg, WEIGHTS, settings=[{"method": "kl"}])
+        validate_int8(cfg, QUICKSTART_WEIGHTS, settings=[{"method": "kl"}])

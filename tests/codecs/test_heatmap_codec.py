@@ -14,8 +14,10 @@ from hrnet_pose.codecs.heatmap import dark_refine
 from hrnet_pose.config import get_cfg, load_config
 from hrnet_pose.keypoints import load_keypoint_set
 
-FIX = Path(__file__).resolve().parents[1] / "fixtures"
-OFFICIAL_YAML = Path(__file__).resolve().parents[2] / "experiments" / "coco" / "hrnet" / "w32_256x192_adam_lr1e-3.yaml"
+import testpaths
+
+FIX = Path(testpaths.FIXTURES)
+OFFICIAL_YAML = Path(testpaths.OFFICIAL_W32_YAML)
 
 
 @pytest.fixture(scope="module")

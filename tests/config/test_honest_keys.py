@@ -6,7 +6,6 @@ box centre, area = prod(scale) * 200^2. The expected sets below are worked out b
 """
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -15,8 +14,7 @@ from hrnet_pose.config import ConfigError, load_config
 from hrnet_pose.datasets.build import build_dataset, select_data
 from hrnet_pose.models import PoseHighResolutionNet
 
-FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures")
-TINY_YAML = os.path.join(FIXTURES, "official_hrnet_tiny_a.yaml")
+from testpaths import TINY_YAML
 
 
 def test_fuse_method_other_than_sum_is_an_error_naming_the_key():

@@ -13,17 +13,15 @@ from hrnet_pose.datasets import AugmentationConfig, CocoKeypoints, ImageReadErro
 from hrnet_pose.datasets.transforms import to_normalized_tensor
 from hrnet_pose.keypoints import load_keypoint_set
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures")
-MINI = os.path.join(FIXTURES, "coco_real_mini")
-VAL_ANN = os.path.join(MINI, "annotations", "person_keypoints_mini_val2017.json")
-DET_FILE = os.path.join(MINI, "person_detection_results", "COCO_val2017_detections_AP_H_56_person_mini.json")
+from testpaths import FIXTURES, MINI, MINI_DETS, MINI_VAL_ANN
+
 REF = os.path.join(FIXTURES, "official_coco_mini_a_dataset.npz")
 
 
 def mini_dataset(**kwargs) -> CocoKeypoints:
     args = dict(root=MINI, image_set="mini_val2017", is_train=False, image_size=(192, 256),
                 codec=HeatmapCodec(image_size=(192, 256), heatmap_size=(48, 64), sigma=2),
-                ann_file=VAL_ANN, image_dir=os.path.join(MINI, "images"))
+                ann_file=MINI_VAL_ANN, image_dir=os.path.join(MINI, "images"))
     args.update(kwargs)
     return CocoKeypoints(**args)
 
@@ -52,14 +50,14 @@ def test_gt_box_samples_match_official(gt_ds, ref):
 
 
 def test_detector_box_samples_match_official(ref):
-    ds = mini_dataset(use_gt_bbox=False, bbox_file=DET_FILE, image_thre=0.0)
+    ds = mini_dataset(use_gt_bbox=False, bbox_file=MINI_DETS, image_thre=0.0)
     assert len(ds) == 118
     np.testing.assert_array_equal(np.stack([r["center"] for r in ds.db]), ref["detdb_center"])
     np.testing.assert_array_equal(np.stack([r["scale"] for r in ds.db]), ref["detdb_scale"])
     np.testing.assert_array_equal([r["score"] for r in ds.db], ref["detdb_score"])
     np.testing.assert_array_equal([r["image_id"] for r in ds.db], ref["detdb_image_id"])
     np.testing.assert_array_equal(np.stack([r["raw_bbox"] for r in ds.db]), ref["det_file_bbox"])
-    high = mini_dataset(use_gt_bbox=False, bbox_file=DET_FILE, image_thre=0.5)
+    high = mini_dataset(use_gt_bbox=False, bbox_file=MINI_DETS, image_thre=0.5)
     assert len(high) == int((ref["det_file_score"] >= 0.5).sum()) == 18
 
 
@@ -98,7 +96,7 @@ def test_missing_annotation_file_or_image_folder_shows_layout(tmp_path):
     msg = str(err.value)
     assert "person_keypoints_val2017.json" in msg and "images/val2017/" in msg and "expected layout" in msg
     (tmp_path / "annotations").mkdir()
-    shutil.copy(VAL_ANN, tmp_path / "annotations" / "person_keypoints_val2017.json")
+    shutil.copy(MINI_VAL_ANN, tmp_path / "annotations" / "person_keypoints_val2017.json")
     with pytest.raises(FileNotFoundError) as err:
         CocoKeypoints(str(tmp_path), "val2017", False, (192, 256), codec=None)
     assert "image folder not found" in str(err.value) and "images/val2017/" in str(err.value)
@@ -108,7 +106,7 @@ def test_missing_annotation_file_or_image_folder_shows_layout(tmp_path):
 def layout_with_bad_image(tmp_path):
     """The official layout (root/annotations, root/images/val2017) with one corrupt jpg."""
     (tmp_path / "annotations").mkdir()
-    shutil.copy(VAL_ANN, tmp_path / "annotations" / "person_keypoints_val2017.json")
+    shutil.copy(MINI_VAL_ANN, tmp_path / "annotations" / "person_keypoints_val2017.json")
     images = tmp_path / "images" / "val2017"
     images.mkdir(parents=True)
     for name in ("000000000785.jpg", "000000040083.jpg"):
@@ -156,7 +154,7 @@ def test_unreadable_image_skipped_and_counted_in_training(layout_with_bad_image)
     ({"image_id": 785, "category_id": 1, "bbox": [1, 2, None, 4], "score": 0.5}, "bbox"),
 ])
 def test_malformed_detection_file_names_entry_and_field(tmp_path, entry, field):
-    dets = json.load(open(DET_FILE))[:3] + [entry]
+    dets = json.load(open(MINI_DETS))[:3] + [entry]
     path = tmp_path / "dets.json"
     path.write_text(json.dumps(dets))
     with pytest.raises(ValueError, match=rf"entry 3 .*'{field}'"):
@@ -173,7 +171,7 @@ def test_custom_five_keypoint_set_with_flip(tmp_path):
     kset = load_keypoint_set(os.path.join(FIXTURES, "keypoints_5_ds.yaml"))
     assert kset.num_keypoints == 5 and kset.flip_pairs == ((1, 2), (3, 4))
     # a tiny COCO file: two people on one real image, keypoints = COCO nose, eyes, shoulders
-    src = json.load(open(VAL_ANN))
+    src = json.load(open(MINI_VAL_ANN))
     image = next(im for im in src["images"] if im["id"] == 785)
     ann = next(a for a in src["annotations"] if a["image_id"] == 785)
     kp = np.array(ann["keypoints"], dtype=float).reshape(17, 3)[[0, 1, 2, 5, 6]]

@@ -24,8 +24,7 @@ from hrnet_pose.datasets.fast_decode import (
 )
 from hrnet_pose.datasets.transforms import crop_matrix, to_normalized_tensor, warp_crop
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures")
-MINI = os.path.join(FIXTURES, "coco_real_mini")
+from testpaths import MINI
 
 
 def _dataset(train: bool, fast: bool, size=(192, 256), ann_file=None, **kwargs) -> CocoKeypoints:

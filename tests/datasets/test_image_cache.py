@@ -17,8 +17,7 @@ from hrnet_pose.datasets import AugmentationConfig, CocoKeypoints, ImageReadErro
 from hrnet_pose.datasets.image_cache import ImageCache, ImageCacheError, check_space, image_bytes
 from hrnet_pose.errors import is_user_error
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures")
-MINI = os.path.join(FIXTURES, "coco_real_mini")
+from testpaths import MINI
 
 
 def _dataset(train: bool, cache_dir: str = "", fast: bool = False, image_dir: str = "") -> CocoKeypoints:

@@ -19,9 +19,10 @@ from hrnet_pose.config import get_cfg
 from hrnet_pose.datasets import CocoKeypoints, build_dataloader, build_dataset, generate_synthetic_coco
 from hrnet_pose.datasets.synthetic import DETECTION_FILE
 
+from testpaths import REPO
+
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools mask decode on numpy 2
 
-REPO = os.path.join(os.path.dirname(__file__), "..", "..")
 CODEC = HeatmapCodec(image_size=(192, 256), heatmap_size=(48, 64), sigma=2)
 
 

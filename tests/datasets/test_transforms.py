@@ -16,15 +16,14 @@ from hrnet_pose.datasets.transforms import (
 from hrnet_pose.geometry import get_warp_matrix_udp
 from hrnet_pose.keypoints import COCO17
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures")
-MINI = os.path.join(FIXTURES, "coco_real_mini")
-VAL_ANN = os.path.join(MINI, "annotations", "person_keypoints_mini_val2017.json")
+from testpaths import MINI, MINI_VAL_ANN
+
 CODEC = HeatmapCodec(image_size=(192, 256), heatmap_size=(48, 64), sigma=2)
 
 
 def mini(is_train: bool, cfg: AugmentationConfig = None, codec=CODEC) -> CocoKeypoints:
     return CocoKeypoints(MINI, "mini_val2017", is_train, (192, 256), codec=codec, transform_cfg=cfg,
-                         ann_file=VAL_ANN, image_dir=os.path.join(MINI, "images"))
+                         ann_file=MINI_VAL_ANN, image_dir=os.path.join(MINI, "images"))
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
-"""ONNX export and the onnxruntime backend: heatmaps and decoded keypoints equal PyTorch's (W32 256x192 and two
-attention variants, batch 1 and 7 through one dynamic-batch graph); PoseEstimator gives the same keypoints on both
-backends on real COCO images; tools/export.py end to end; an unexportable block is named."""
+"""ONNX export and the onnxruntime backend: heatmaps and decoded keypoints equal PyTorch's (W32 256x192, and every
+attention variant yaml at a small size, batch 1 and 7 through one dynamic-batch graph); PoseEstimator gives the same
+keypoints on both backends on real COCO images; tools/export.py end to end; an unexportable block is named."""
 
 import importlib.util
 import json
@@ -18,12 +18,12 @@ from hrnet_pose.deploy.onnx_backend import CONFIG_KEY, OnnxRuntimeBackend, confi
 from hrnet_pose.codecs.heatmap import build_codec
 from hrnet_pose.config import load_config
 from hrnet_pose.models import build_model, load_weights
+from hrnet_pose.models.attention import list_attentions
+from hrnet_pose.models.blocks import SoftGateBlock
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FIXTURES = os.path.join(REPO, "tests", "fixtures")
-TINY_YAML = os.path.join(FIXTURES, "official_hrnet_tiny_a.yaml")
-MINI = os.path.join(FIXTURES, "coco_real_mini")
-ATTN = os.path.join(REPO, "experiments", "coco", "hrnet_attn")
+from testpaths import EXPERIMENTS, MINI, REPO, TINY_YAML
+
+ATTN = os.path.join(EXPERIMENTS, "coco", "hrnet_attn")
 # narrow, shallow and small: the attention variants' export and check take a second or two each
 SMALL = ["MODEL.IMAGE_SIZE", "[48, 64]", "MODEL.HEATMAP_SIZE", "[12, 16]", "MODEL.EXTRA.STAGE2.NUM_CHANNELS", "[8, 16]",
          "MODEL.EXTRA.STAGE3.NUM_CHANNELS", "[8, 16, 32]", "MODEL.EXTRA.STAGE4.NUM_CHANNELS", "[8, 16, 32, 64]",
@@ -39,6 +39,11 @@ KEYPOINT_ATOL = 0.01  # pixels
 KEYPOINT_FLIP_SHARE = 0.02
 
 
+def _acts(module: nn.Module) -> bool:
+    """An attention block, or a SOFTGATE residual block (its gate is the block's own alpha, not a separate module)."""
+    return getattr(module, "is_attention", False) or isinstance(module, SoftGateBlock)
+
+
 def _randomise(model: nn.Module, seed: int) -> nn.Module:
     """PyTorch's default init for every conv/linear (zero-initialised context-block outputs included) and random BN
     affine and statistics, so that attention blocks change the output instead of starting as the identity."""
@@ -52,7 +57,7 @@ def _randomise(model: nn.Module, seed: int) -> nn.Module:
                 m.bias.normal_(0.0, 0.1)
                 m.running_mean.normal_(0.0, 0.1)
                 m.running_var.uniform_(0.5, 1.5)
-            elif getattr(m, "is_attention", False):
+            elif _acts(m):
                 for p in m.parameters(recurse=False):  # gate scalars such as soft-gating's alpha
                     p.normal_(0.5, 0.2)
     return model.eval()
@@ -133,13 +138,26 @@ def test_w32_graph_describes_itself(w32):
         backend(np.zeros((1, 3, 128, 96), np.float32))
 
 
-@pytest.mark.parametrize("variant", ["non_local", "splat"])
+# every variant yaml the README's "All attention variants in experiments/coco/hrnet_attn/ export" speaks of
+ATTN_VARIANTS = sorted(name[len("w32_256x192_adam_lr1e-3_"):-len(".yaml")] for name in os.listdir(ATTN)
+                       if name.startswith("w32_256x192_adam_lr1e-3_") and name.endswith(".yaml"))
+
+
+def test_variant_yamls_cover_every_registered_block():
+    cfgs = {v: load_config(os.path.join(ATTN, f"w32_256x192_adam_lr1e-3_{v}.yaml")) for v in ATTN_VARIANTS}
+    assert {c.MODEL.EXTRA.ATTENTION.NAME for c in cfgs.values()} - {""} == set(list_attentions())
+    # the one yaml without an attention block swaps the residual block itself
+    assert cfgs["softgate_block"].MODEL.EXTRA.ATTENTION.NAME == "" and \
+        cfgs["softgate_block"].MODEL.EXTRA.STAGE4.BLOCK == "SOFTGATE"
+
+
+@pytest.mark.parametrize("variant", ATTN_VARIANTS)
 def test_attention_variant_exports_and_matches(variant, tmp_path):
     cfg = load_config(os.path.join(ATTN, f"w32_256x192_adam_lr1e-3_{variant}.yaml"), SMALL)
     model = _randomise(build_model(cfg), seed=1)
     changes = []
     hooks = [m.register_forward_hook(lambda mod, args, out: changes.append(float((out - args[0]).abs().max())))
-             for m in model.modules() if getattr(m, "is_attention", False)]
+             for m in model.modules() if _acts(m)]
     with torch.no_grad():
         model(torch.randn(1, 3, 64, 48))
     for hook in hooks:
@@ -150,6 +168,7 @@ def test_attention_variant_exports_and_matches(variant, tmp_path):
         hm, kp, score = _compare(model, path, cfg, batch, seed=batch)
         assert hm < HEATMAP_ATOL and np.mean(kp >= KEYPOINT_ATOL) <= KEYPOINT_FLIP_SHARE and score < HEATMAP_ATOL, \
             (variant, batch)
+    assert check_onnx(path, model, (1, 7)) < HEATMAP_ATOL  # the exporter's own parity check, as tools/export.py runs it
 
 
 class _Unexportable(nn.Module):

@@ -5,8 +5,7 @@ from typing import Sequence
 
 from hrnet_pose.config import load_config
 
-FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures")
-TINY_YAML = os.path.join(FIXTURES, "official_hrnet_tiny_a.yaml")
+from testpaths import TINY_YAML
 
 
 def tiny_train_cfg(root: str, out_dir: str, opts: Sequence[str] = ()):

@@ -18,10 +18,12 @@ from hrnet_pose.datasets import CocoKeypoints, collate_skip_none
 from hrnet_pose.engine.validate import Validator, describe_run_protocol
 from hrnet_pose.geometry import fliplr_joints
 
-ROOT = Path(__file__).resolve().parents[2]
-MINI = ROOT / "tests" / "fixtures" / "coco_real_mini"
-VAL_ANN = MINI / "annotations" / "person_keypoints_mini_val2017.json"
-OFFICIAL_YAML = ROOT / "experiments" / "coco" / "hrnet" / "w32_256x192_adam_lr1e-3.yaml"
+import testpaths
+
+ROOT = Path(testpaths.REPO)
+MINI = Path(testpaths.MINI)
+VAL_ANN = Path(testpaths.MINI_VAL_ANN)
+OFFICIAL_YAML = Path(testpaths.OFFICIAL_W32_YAML)
 
 # codec options on top of the official yaml (FLIP_TEST, SHIFT_HEATMAP and POST_PROCESS all true)
 CODECS = {

@@ -18,13 +18,15 @@ from hrnet_pose.evaluation import (
 from hrnet_pose.geometry import box_to_center_scale
 from hrnet_pose.keypoints import load_keypoint_set
 
-OFFICIAL_OKS_THRE = 0.9  # TEST.OKS_THRE of the official COCO yamls, which made the reference numbers
+import testpaths
 
-FIX = Path(__file__).resolve().parents[1] / "fixtures"
-MINI = FIX / "coco_real_mini"
-VAL_ANN = MINI / "annotations" / "person_keypoints_mini_val2017.json"
-ALL_ANN = MINI / "annotations" / "person_keypoints_mini.json"
-PEER = MINI / "peer_results"
+FIX = Path(testpaths.FIXTURES)
+MINI = Path(testpaths.MINI)
+VAL_ANN = Path(testpaths.MINI_VAL_ANN)
+ALL_ANN = Path(testpaths.MINI, "annotations", "person_keypoints_mini.json")
+PEER = Path(testpaths.MINI, "peer_results")
+
+OFFICIAL_OKS_THRE = 0.9  # TEST.OKS_THRE of the official COCO yamls, which made the reference numbers
 
 
 @pytest.fixture(scope="module")

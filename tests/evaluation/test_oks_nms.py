@@ -9,7 +9,9 @@ from hrnet_pose.evaluation.oks_nms import oks_iou_matrix, oks_nms, rescore, soft
 from hrnet_pose.evaluation.pck import accuracy
 from hrnet_pose.keypoints import COCO_SIGMAS
 
-FIX = Path(__file__).resolve().parents[1] / "fixtures"
+import testpaths
+
+FIX = Path(testpaths.FIXTURES)
 
 
 @pytest.fixture(scope="module")

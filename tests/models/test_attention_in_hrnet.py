@@ -9,7 +9,9 @@ import torch
 from hrnet_pose.config import load_config
 from hrnet_pose.models import build_model, load_weights
 
-ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "experiments", "coco")
+from testpaths import EXPERIMENTS
+
+ROOT = os.path.join(EXPERIMENTS, "coco")
 VARIANTS = sorted(glob.glob(os.path.join(ROOT, "hrnet_attn", "*.yaml")))
 IDENTITY_AT_INIT = {"softgate", "non_local", "a2"}  # promised: the variant starts as the plain network
 
@@ -55,8 +57,11 @@ def test_variant(path, plain):
 
     model.eval()
     with torch.no_grad():
-        assert model(torch.randn(1, 3, 256, 192)).shape == (1, 17, 64, 48)
+        # the network is fully convolutional with stride 4: 64x48 in gives 16x12 out as 256x192 gives 64x48, the
+        # yaml's heatmap size (a full 256x192 W32 forward per variant only to read a shape costs ~1 s each)
+        assert tuple(cfg.MODEL.IMAGE_SIZE) == (192, 256) and tuple(cfg.MODEL.HEATMAP_SIZE) == (48, 64)
         out = model(x)
+        assert out.shape == (2, 17, 16, 12)
         again = model(x)
     assert torch.equal(out, again), "eval output must be deterministic"
     if name in IDENTITY_AT_INIT and report is not None:

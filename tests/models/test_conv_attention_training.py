@@ -2,8 +2,6 @@
 the same pretrained 3x3 weights as the plain model (as the checkpoint loader does), so an SK-vs-plain ablation is fair.
 """
 
-import os
-
 import pytest
 import torch
 
@@ -11,8 +9,8 @@ from hrnet_pose.config import load_config
 from hrnet_pose.models import build_model, load_pretrained
 from hrnet_pose.models.attention.sk import PooledBatchNorm2d
 
-FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures")
-TINY_YAML = os.path.join(FIXTURES, "official_hrnet_tiny_a.yaml")
+from testpaths import TINY_YAML
+
 BACKBONE = ["conv1", "bn1", "conv2", "bn2", "layer1", "transition1", "stage2", "transition2", "stage3",
             "transition3", "stage4"]  # the official yamls' PRETRAINED_LAYERS: everything but final_layer
 

@@ -14,7 +14,9 @@ from hrnet_pose.codecs.flip import flip_back, merge_flip, shift_heatmap_right
 from hrnet_pose.models.inference import heatmaps_with_flip, model_runner
 from hrnet_pose.keypoints import COCO17, load_keypoint_set
 
-FIX = Path(__file__).resolve().parents[1] / "fixtures"
+import testpaths
+
+FIX = Path(testpaths.FIXTURES)
 
 
 def inference_with_flip(model, images, flip_index, flip_test, shift_heatmap):

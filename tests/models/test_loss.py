@@ -8,7 +8,9 @@ import torch
 
 from hrnet_pose.models.loss import JointsMSELoss, JointsOHKMMSELoss, build_loss
 
-FIX = Path(__file__).resolve().parents[1] / "fixtures"
+import testpaths
+
+FIX = Path(testpaths.FIXTURES)
 
 
 @pytest.fixture(scope="module")

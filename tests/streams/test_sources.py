@@ -12,8 +12,9 @@ import pytest
 from hrnet_pose.streams.sources import (Frame, LatestFrameReader, SourceError, is_video_path, open_source)
 from hrnet_pose.errors import UserError
 
-IMAGES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "coco_real_mini",
-                      "images")
+from testpaths import MINI
+
+IMAGES = os.path.join(MINI, "images")
 IMAGE_A, IMAGE_B = "000000000785.jpg", "000000000790.jpg"
 
 

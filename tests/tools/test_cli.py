@@ -14,9 +14,7 @@ from hrnet_pose.datasets.synthetic import generate_synthetic_coco
 from hrnet_pose.evaluation import run_cocoeval
 from hrnet_pose.models import CheckpointMismatchError
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FIXTURES = os.path.join(REPO, "tests", "fixtures")
-TINY_YAML = os.path.join(FIXTURES, "official_hrnet_tiny_a.yaml")
+from testpaths import FIXTURES, REPO, TINY_YAML
 
 
 def _load_tool(name):

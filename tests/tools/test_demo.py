@@ -18,12 +18,7 @@ from pycocotools.coco import COCO
 from hrnet_pose.apis.demo import run_demo
 from hrnet_pose.errors import run_cli
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FIXTURES = os.path.join(REPO, "tests", "fixtures")
-TINY_YAML = os.path.join(FIXTURES, "official_hrnet_tiny_a.yaml")
-MINI = os.path.join(FIXTURES, "coco_real_mini")
-ANN = os.path.join(MINI, "annotations", "person_keypoints_mini_val2017.json")
-DETS = os.path.join(MINI, "person_detection_results", "COCO_val2017_detections_AP_H_56_person_mini.json")
+from testpaths import FIXTURES, MINI, MINI_DETS, MINI_VAL_ANN, REPO, TINY_YAML
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -48,7 +43,7 @@ def weights(tmp_path_factory):
 def val_images(tmp_path_factory):
     """The val2017 images of the mini fixture in a folder of their own."""
     folder = tmp_path_factory.mktemp("val2017")
-    with open(ANN) as f:
+    with open(MINI_VAL_ANN) as f:
         for image in json.load(f)["images"]:
             shutil.copy(os.path.join(MINI, "images", image["file_name"]), folder)
     return str(folder)
@@ -73,7 +68,7 @@ def _base(weights, out):
 
 def test_demo_images_with_boxes_file_give_loadable_predictions(val_images, weights, tmp_path, capsys):
     out = tmp_path / "out"
-    summary = _demo_tool().main([val_images] + _base(weights, out) + ["--boxes", DETS, "--bbox-thr", "0.3",
+    summary = _demo_tool().main([val_images] + _base(weights, out) + ["--boxes", MINI_DETS, "--bbox-thr", "0.3",
                                                                       "--draw-bbox"])
     names = sorted(os.listdir(val_images))
     for name in names:  # one annotated image per input, same size, visibly drawn on
@@ -81,10 +76,10 @@ def test_demo_images_with_boxes_file_give_loadable_predictions(val_images, weigh
         assert drawn is not None and drawn.shape == src.shape and np.abs(drawn.astype(int) - src).mean() > 0.05
     with open(out / "predictions.json") as f:
         predictions = json.load(f)
-    with open(DETS) as f:
+    with open(MINI_DETS) as f:
         expected = sum(1 for d in json.load(f) if d["score"] >= 0.3 and d["category_id"] == 1)
     assert len(predictions) == expected == summary.persons and summary.frames == len(names)
-    coco = COCO(ANN)
+    coco = COCO(MINI_VAL_ANN)
     dt = coco.loadRes(predictions)  # pycocotools accepts them: ids are the COCO image ids
     assert len(dt.getAnnIds()) == expected
     printed = capsys.readouterr().out
@@ -204,7 +199,7 @@ def test_demo_runs_an_exported_onnx_file_without_config(weights, tmp_path):
     onnx_path = str(tmp_path / "tiny.onnx")
     export_onnx(model.eval(), onnx_path, (64, 96), metadata={CONFIG_KEY: cfg.dump()})
     image = os.path.join(MINI, "images", "000000000785.jpg")
-    common = ["--device", "cpu", "--no-progress", "--boxes", DETS, "--no-save"]
+    common = ["--device", "cpu", "--no-progress", "--boxes", MINI_DETS, "--no-save"]
     run_demo([image, "--weights", onnx_path, "--out-dir", str(tmp_path / "onnx")] + common)
     run_demo([image, "--config", TINY_YAML, "--weights", weights, "--out-dir", str(tmp_path / "pth")] + common)
     with open(tmp_path / "onnx" / "predictions.json") as f:

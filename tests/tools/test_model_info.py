@@ -5,11 +5,11 @@ import re
 
 import pytest
 
-ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+from testpaths import REPO
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("model_info", os.path.join(ROOT, "tools", "model_info.py"))
+    spec = importlib.util.spec_from_file_location("model_info", os.path.join(REPO, "tools", "model_info.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -20,7 +20,7 @@ def _tool():
     ("w48_384x288_adam_lr1e-3.yaml", "63.6M", "32.88"),
 ])
 def test_official_numbers(cfg, params, gflops, capsys):
-    assert _tool().main(["--cfg", os.path.join(ROOT, "experiments", "coco", "hrnet", cfg)]) == 0
+    assert _tool().main(["--cfg", os.path.join(REPO, "experiments", "coco", "hrnet", cfg)]) == 0
     out = capsys.readouterr().out
     assert f"({params})" in out
     assert f"GFLOPs: {gflops}" in out
@@ -29,7 +29,7 @@ def test_official_numbers(cfg, params, gflops, capsys):
 def test_every_attention_variant_reports_its_cost(capsys):
     tool = _tool()
     seen = {}
-    for path in sorted(glob.glob(os.path.join(ROOT, "experiments", "coco", "hrnet_attn", "*.yaml"))):
+    for path in sorted(glob.glob(os.path.join(REPO, "experiments", "coco", "hrnet_attn", "*.yaml"))):
         tool.main(["--cfg", path])
         out = capsys.readouterr().out
         params = int(re.search(r"params: ([\d,]+)", out).group(1).replace(",", ""))

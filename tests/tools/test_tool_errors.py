@@ -7,14 +7,13 @@ import sys
 
 import pytest
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-QUICKSTART = os.path.join(REPO, "experiments", "synthetic", "quickstart.yaml")
+from testpaths import QUICKSTART_YAML, REPO
 
 
 @pytest.mark.parametrize("tool,args,message", [
     ("model_info.py", ["--cfg", "no_such.yaml"], "error: config file not found: no_such.yaml"),
     ("benchmark.py", ["--cfg", "no_such.yaml", "--mode", "cpu"], "error: config file not found: no_such.yaml"),
-    ("benchmark.py", ["--cfg", QUICKSTART, "--mode", "int8"], "error: --mode int8 needs trained weights"),
+    ("benchmark.py", ["--cfg", QUICKSTART_YAML, "--mode", "int8"], "error: --mode int8 needs trained weights"),
 ])
 def test_user_errors_are_one_line_and_status_2(tool, args, message):
     proc = subprocess.run([sys.executable, os.path.join(REPO, "tools", tool)] + args, capture_output=True,

@@ -13,8 +13,8 @@ from hrnet_pose.datasets.vis_dataset import draw_annotations
 from hrnet_pose.errors import run_cli
 from hrnet_pose.keypoints import COCO17
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-MINI = os.path.join(REPO, "tests", "fixtures", "coco_real_mini")
+from testpaths import MINI, REPO
+
 ANN = os.path.join(MINI, "annotations", "person_keypoints_mini.json")
 IMAGES = os.path.join(MINI, "images")
 

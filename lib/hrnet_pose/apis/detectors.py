@@ -17,14 +17,14 @@ Contract: `detector(image_bgr uint8 [H, W, 3]) -> (boxes float32 [N, 4] x1,y1,x2
 [N])`, highest score first, COCO label 1 (person) only, scores >= score_thr, after box NMS at nms_thr, at most
 max_persons. `CallableDetector` puts the same rules around any user function `image -> (boxes, scores)`.
 
-Weights come from torchvision's download (into the torch hub cache, `$TORCH_HOME/hub/checkpoints`, with its progress
-bar) or from a local `.pth`; without network the error says how to go on (`DetectorWeightsUnavailable`).
+Weights come from torchvision's URLs, downloaded by `hrnet_pose.download` (a timeout per network operation,
+hash-checked, into the torch hub cache `$TORCH_HOME/hub/checkpoints`, with a progress bar; `HRNET_POSE_OFFLINE=1`
+forbids it) or from a local `.pth`; without network the error says how to go on (`DetectorWeightsUnavailable`).
 """
 
 import logging
 import os
 import re
-import socket
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 from urllib.parse import urlparse
 
@@ -33,6 +33,7 @@ import torch
 from torchvision.models import detection as tv_detection
 from torchvision.ops import nms
 
+from ..download import DownloadError, download
 from ..errors import UserError
 
 __all__ = ["DETECTORS", "DETECTOR_WEIGHTS", "DEFAULT_DETECTOR", "PERSON_LABEL", "PersonDetector", "CallableDetector",
@@ -51,9 +52,6 @@ DETECTOR_WEIGHTS = {
 DEFAULT_DETECTOR = "fasterrcnn"
 PERSON_LABEL = 1  # torchvision's COCO category list puts 'person' at index 1 (0 is background)
 COCO_NUM_CLASSES = 91
-# Per socket operation, not for the whole download: a 167 MB file on a slow link still arrives, a blocked network
-# fails in seconds instead of hanging forever (urllib's default is no timeout).
-DOWNLOAD_TIMEOUT_S = 30.0
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]+)\.")  # torch.hub's convention: name-<sha256 prefix>.pth
 
 ImageDetector = Callable[[np.ndarray], Tuple[np.ndarray, np.ndarray]]
@@ -126,19 +124,13 @@ def _download(name: str, progress: bool = True) -> str:
     path = _cache_path(url)
     if os.path.isfile(path):
         return path
-    os.makedirs(os.path.dirname(path), exist_ok=True)
     match = _HASH_IN_NAME.search(os.path.basename(path))
     logger.info("downloading person detector '%s' weights %s to %s", name, url, path)
-    previous = socket.getdefaulttimeout()
-    if previous is None:
-        socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
-        # writes to a temporary file and moves it into place only after the hash check
-        torch.hub.download_url_to_file(url, path, match.group(1) if match else None, progress=progress)
-    except (OSError, RuntimeError, ValueError) as err:  # URLError, HTTPError and timeouts are OSErrors; hash: Runtime
-        raise DetectorWeightsUnavailable(name, url, path, f"{type(err).__name__}: {err}") from err
-    finally:
-        socket.setdefaulttimeout(previous)
+        # a timeout per network operation; the file reaches `path` only whole and after the hash check
+        download(url, path, match.group(1) if match else None, progress=progress)
+    except DownloadError as err:
+        raise DetectorWeightsUnavailable(name, url, path, err.reason) from err
     return path
 
 

@@ -26,7 +26,8 @@ of AP_H 56.4, flip test):
   fractions: 0.900 is 90.0 here) and the official W32 file (README "Results on MPII val"; the official W48 MPII file
   has no reported number, so it has no entry).
 
-Downloads go to `torch.hub.get_dir()/checkpoints` with a progress bar; `HRNET_POSE_OFFLINE=1` forbids them.
+Downloads go to `torch.hub.get_dir()/checkpoints` with a progress bar, through `hrnet_pose.download` (a timeout per
+network operation, hash-checked, never a partial file); `HRNET_POSE_OFFLINE=1` forbids them.
 """
 
 import logging
@@ -35,11 +36,11 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple, Union
 
 from ..config import CN, load_config, merge_opts
+from ..download import OFFLINE_ENV, DownloadError, download  # noqa: F401 - OFFLINE_ENV is re-exported
 from ..errors import UserError
 
 logger = logging.getLogger(__name__)
 
-OFFLINE_ENV = "HRNET_POSE_OFFLINE"
 OFFICIAL_DRIVE = ("Google Drive https://drive.google.com/drive/folders/1hOTihvbyIxsm5ygDpbUuJ7O_tzv4oXjC or "
                   "OneDrive https://1drv.ms/f/s!AhIXJn_J-blW231MH2krnmLq5kkQ, folder models/pytorch/pose_coco/")
 OFFICIAL_AP_SOURCE = ("https://github.com/leoxiaobin/deep-high-resolution-net.pytorch#results-on-coco-val2017-with-"
@@ -249,10 +250,6 @@ def checkpoint_dir() -> str:
     return os.path.join(torch.hub.get_dir(), "checkpoints")
 
 
-def _offline() -> bool:
-    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
-
-
 def _manual_file(entry: ZooEntry, cached: str) -> str:
     # the official layout (models/pytorch/pose_coco/ or pose_mpii/) relative to the working directory, then the cache
     folder = os.path.join("models", "pytorch", f"pose_{entry.dataset}")
@@ -284,24 +281,11 @@ def resolve_weights(spec: str, progress: bool = True) -> str:
         return cached
     how = (f"download {entry.url} yourself (e.g. on a machine with internet) and put it at {cached}, or pass the "
            f"file itself: --weights /path/to/{entry.filename}")
-    if _offline():
-        raise ZooDownloadError(f"{entry.name} is not in the cache and {OFFLINE_ENV} forbids downloading {entry.url}",
-                               hint=how)
-    import torch.hub
-
-    os.makedirs(os.path.dirname(cached), exist_ok=True)
-    logger.info("downloading %s (%s) to %s", entry.name, entry.url, cached)
     try:
-        # writes to a temporary file beside `cached` and renames it only after the hash check passed
-        torch.hub.download_url_to_file(entry.url, cached, hash_prefix=entry.hash_prefix or None, progress=progress)
-    except RuntimeError as err:
-        if "invalid hash value" not in str(err):
-            raise
-        raise ZooDownloadError(f"{entry.name}: the file downloaded from {entry.url} fails the hash check "
-                               f"(SHA-256 should start with {entry.hash_prefix}); nothing was saved",
-                               hint="retry; if it persists the server's file changed. " + how) from err
-    except (OSError, ValueError) as err:  # URLError, HTTPError, timeouts, refused connections are OSErrors
-        raise ZooDownloadError(f"{entry.name}: cannot download {entry.url} ({err})", hint=how) from err
+        # a per-request timeout; the file reaches `cached` only whole and after the hash check
+        download(entry.url, cached, hash_prefix=entry.hash_prefix or None, progress=progress, hint=how)
+    except DownloadError as err:
+        raise ZooDownloadError(f"{entry.name}: {err}", hint=err.hint) from err
     return cached
 
 
