@@ -16,7 +16,8 @@ PACKAGE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fil
 
 FLOORS = [
     ["__init__", "errors", "fileio"],  # no project imports (errors, atomic writes)
-    ["geometry", "keypoints", "config", "download"],  # affine maths, keypoint sets, the yacs config, file downloads
+    ["geometry", "keypoints", "config", "download", "devices"],  # affine maths, keypoint sets, the yacs config,
+    # file downloads, device names
     ["codecs", "visualization"],  # heatmap encode/decode and flip test; skeleton drawing
     ["models"],  # networks, attention blocks, weight loading, the model-to-heatmaps forward
     ["datasets", "evaluation"],  # data and crops; OKS-NMS, COCO AP, PCK

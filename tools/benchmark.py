@@ -39,10 +39,11 @@ import tempfile
 
 import torch
 
-from hrnet_pose.config import load_config
-from hrnet_pose.datasets.build import build_dataloader, build_dataset
 from hrnet_pose.benchmarks.model_speed import benchmark_backend, benchmark_loader, benchmark_model
 from hrnet_pose.benchmarks.train_step import benchmark_train_step, format_step_table
+from hrnet_pose.config import load_config
+from hrnet_pose.datasets.build import build_dataloader, build_dataset
+from hrnet_pose.devices import resolve_device
 from hrnet_pose.errors import UserError, run_cli
 from hrnet_pose.fileio import write_json_atomic
 from hrnet_pose.models import build_model
@@ -58,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--det-model", default="fasterrcnn", help="demo mode: fasterrcnn or mobilenet")
     parser.add_argument("--compile", default="", help="step mode, fast variant on CUDA: ENGINE.COMPILE mode "
                                                       "('' = CUDA graphs via 'reduce-overhead')")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     parser.add_argument("--batch", type=int, nargs="+", default=[0],
                         help="one or more batch sizes; default: TRAIN/TEST.BATCH_SIZE_PER_GPU")
     parser.add_argument("--backend", nargs="+", choices=["torch", "onnxruntime"], default=["torch"],
@@ -89,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    args.device = str(resolve_device(args.device))
     cfg = load_config(args.cfg, args.opts)
     if args.mode == "demo":
         return _demo_side_by_side(cfg, args)

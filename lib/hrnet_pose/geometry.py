@@ -8,7 +8,7 @@ Conventions (those of the official HRNet, `lib/utils/transforms.py` and `lib/dat
   `(size - 1)` to `(size - 1)`; it is used only when asked for.
 """
 
-from typing import Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -166,3 +166,29 @@ def fliplr_joints(
         joints[[a, b], :] = joints[[b, a], :]
         joints_vis[[a, b], :] = joints_vis[[b, a], :]
     return joints * joints_vis, joints_vis
+
+
+def xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
+    """Boxes [..., 4] x1, y1, x2, y2 -> COCO's x, y, w, h with w = x2 - x1 (the cleaned-box convention of the
+    datasets, so `xywh_to_xyxy` gives the same corners back)."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    return np.concatenate([boxes[..., :2], boxes[..., 2:] - boxes[..., :2]], axis=-1)
+
+
+def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
+    """COCO boxes [..., 4] x, y, w, h -> x1, y1, x2 = x + w, y2 = y + h (inverse of `xyxy_to_xywh`)."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    return np.concatenate([boxes[..., :2], boxes[..., :2] + boxes[..., 2:]], axis=-1)
+
+
+def invalid_box(boxes: np.ndarray) -> Optional[Tuple[int, str]]:
+    """The first box [N, 4] x1, y1, x2, y2 that no crop can be made of, as (index, reason), or None: the one rule of
+    the estimator's boxes and of every detector's output (finite, x2 > x1 and y2 > y1)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    bad = ~np.isfinite(boxes).all(axis=1)
+    if bad.any():
+        return int(np.flatnonzero(bad)[0]), "is not finite (NaN or inf)"
+    flat = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
+    if flat.any():
+        return int(np.flatnonzero(flat)[0]), "has zero or negative area (x2 <= x1 or y2 <= y1)"
+    return None

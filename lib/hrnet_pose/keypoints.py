@@ -92,22 +92,24 @@ COCO_JOINTS_WEIGHT = np.array(
     [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.2, 1.2, 1.5, 1.5, 1.0, 1.0, 1.2, 1.2, 1.5, 1.5], dtype=np.float32
 )
 
-# Left side warm, right side cold, head green: easy to tell a mirrored skeleton at a glance.
-_LEFT, _RIGHT, _CENTRE = (255, 128, 0), (0, 128, 255), (0, 255, 0)
-COCO_COLORS = tuple(
-    _CENTRE if n == "nose" else (_LEFT if n.startswith("left") else _RIGHT) for n in COCO_NAMES
-)
+# Left side warm, right side cold, the rest green (RGB): easy to tell a mirrored skeleton at a glance.
+LEFT_COLOR, RIGHT_COLOR, CENTRE_COLOR = (255, 128, 0), (0, 128, 255), (0, 255, 0)
 
-COCO17 = KeypointSet(
-    name="coco",
-    names=COCO_NAMES,
-    flip_pairs=COCO_FLIP_PAIRS,
-    sigmas=COCO_SIGMAS,
-    skeleton=COCO_SKELETON,
-    upper_body_ids=COCO_UPPER_BODY_IDS,
-    colors=COCO_COLORS,
-    joints_weight=COCO_JOINTS_WEIGHT,
-)
+
+def side_colors(names: Sequence[str]) -> Tuple[Tuple[int, int, int], ...]:
+    """RGB per keypoint from its name: left_* / l_* orange, right_* / r_* blue, the rest green; () when no name
+    says a side (the drawing then picks an evenly spaced palette)."""
+    lower = [n.lower() for n in names]
+    left = [n.startswith(("left", "l_")) or "_left" in n for n in lower]
+    right = [n.startswith(("right", "r_")) or "_right" in n for n in lower]
+    if not any(left) and not any(right):
+        return ()
+    return tuple(LEFT_COLOR if l else RIGHT_COLOR if r else CENTRE_COLOR for l, r in zip(left, right))
+
+
+COCO17 = KeypointSet(name="coco", names=COCO_NAMES, flip_pairs=COCO_FLIP_PAIRS, sigmas=COCO_SIGMAS,
+                     skeleton=COCO_SKELETON, upper_body_ids=COCO_UPPER_BODY_IDS, colors=side_colors(COCO_NAMES),
+                     joints_weight=COCO_JOINTS_WEIGHT)
 
 
 # MPII-16 in the order of the official annotations and of `gt_valid.mat` (0 r_ankle ... 15 l_wrist).
@@ -138,19 +140,8 @@ MPII_SKELETON = (
 MPII_MAT_NAMES = ("rank", "rkne", "rhip", "lhip", "lkne", "lank", "pelv", "thor", "neck", "head", "rwri", "relb",
                   "rsho", "lsho", "lelb", "lwri")
 
-MPII_COLORS = tuple(
-    _LEFT if n.startswith("left") else _RIGHT if n.startswith("right") else _CENTRE for n in MPII_NAMES
-)
-
-MPII16 = KeypointSet(
-    name="mpii",
-    names=MPII_NAMES,
-    flip_pairs=MPII_FLIP_PAIRS,
-    sigmas=MPII_SIGMAS,
-    skeleton=MPII_SKELETON,
-    upper_body_ids=MPII_UPPER_BODY_IDS,
-    colors=MPII_COLORS,
-)
+MPII16 = KeypointSet(name="mpii", names=MPII_NAMES, flip_pairs=MPII_FLIP_PAIRS, sigmas=MPII_SIGMAS,
+                     skeleton=MPII_SKELETON, upper_body_ids=MPII_UPPER_BODY_IDS, colors=side_colors(MPII_NAMES))
 
 BUILTIN_SETS = {"coco": COCO17, "coco17": COCO17, "mpii": MPII16, "mpii16": MPII16}
 
@@ -201,7 +192,7 @@ def load_keypoint_set(path: str) -> KeypointSet:
     upper = _resolve_ids(spec.get("upper_body", list(range(k))), names, "upper_body", path)
     colors = spec.get("colors")
     if colors is None:
-        colors = [(0, 255, 0)] * k
+        colors = side_colors(names)  # left/right from the names, as for the built-in sets
     elif len(colors) != k or any(len(c) != 3 for c in colors):
         raise KeypointSetError(f"{path}: 'colors' must be {k} [r, g, b] triples")
     joints_weight = spec.get("joints_weight")

@@ -18,12 +18,11 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from .keypoints import KeypointSet
+from .keypoints import KeypointSet, side_colors
 
 _SHIFT = 4  # fractional bits for cv2 drawing: keypoints are drawn at 1/16 pixel precision
 _ONE = 1 << _SHIFT
 _COORD_LIMIT = 1e6  # keeps wild coordinates inside int32 after the fixed-point shift; OpenCV clips the rest
-_LEFT_BGR, _RIGHT_BGR, _CENTRE_BGR = (0, 128, 255), (255, 128, 0), (0, 255, 0)
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _HEATMAP_MIN = 0.05  # heatmap values below this are left undrawn so the image stays readable
 
@@ -50,18 +49,12 @@ def id_color(track_id: int) -> Tuple[int, int, int]:
 
 
 def keypoint_colors(keypoint_set: KeypointSet) -> np.ndarray:
-    """[K,3] uint8 BGR colour per keypoint: the set's RGB colours, or colours derived from the names."""
+    """[K,3] uint8 BGR colour per keypoint: the set's RGB colours, else `keypoints.side_colors` of its names, else an
+    evenly spaced palette."""
     k = keypoint_set.num_keypoints
-    if len(keypoint_set.colors) == k:
-        return np.asarray(keypoint_set.colors, dtype=np.uint8).reshape(k, 3)[:, ::-1].copy()
-    names = [n.lower() for n in keypoint_set.names]
-    left = np.array([n.startswith(("left", "l_")) or "_left" in n for n in names])
-    right = np.array([n.startswith(("right", "r_")) or "_right" in n for n in names])
-    if left.any() or right.any():
-        colors = np.tile(np.array(_CENTRE_BGR, dtype=np.uint8), (k, 1))
-        colors[left] = _LEFT_BGR
-        colors[right] = _RIGHT_BGR
-        return colors
+    rgb = keypoint_set.colors if len(keypoint_set.colors) == k else side_colors(keypoint_set.names)
+    if len(rgb) == k:
+        return np.asarray(rgb, dtype=np.uint8).reshape(k, 3)[:, ::-1].copy()
     hsv = np.stack([np.arange(k) * 179 // max(k, 1), np.full(k, 200), np.full(k, 255)], axis=1)
     return cv2.cvtColor(hsv.astype(np.uint8)[None], cv2.COLOR_HSV2BGR)[0]
 

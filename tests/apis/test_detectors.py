@@ -159,8 +159,10 @@ def test_callable_detector_filters_and_suppresses():
     (np.zeros((2, 4)), r"must return \(boxes \[N, 4\], scores \[N\]\), got ndarray"),
     ((np.zeros((2, 5)), np.zeros(2)), r"boxes of shape \[2, 5\]; expected \[N, 4\]"),
     ((np.zeros((2, 4)), np.zeros(3)), r"scores of shape \[3\] for 2 boxes"),
-    ((np.array([[0, 0, 1, np.nan]]), np.ones(1)), r"NaN or infinite \(first at index 0\)"),
-    ((np.array([[10, 0, 1, 5]]), np.ones(1)), r"box 0 = .* x2 < x1"),
+    ((np.array([[0, 0, 1, np.nan]]), np.ones(1)), r"box 0 = .* not finite \(NaN or inf\)"),
+    ((np.array([[0, 0, 1, 1]]), np.array([np.inf])), r"NaN or infinite \(first at index 0\)"),
+    ((np.array([[10, 0, 1, 5]]), np.ones(1)), r"box 0 = .* zero or negative area"),
+    ((np.array([[1, 0, 1, 5]]), np.ones(1)), r"box 0 = .* zero or negative area"),  # the estimator's rule: x2 > x1
     ((["a", "b"], [1]), r"not numeric arrays"),
 ])
 def test_callable_detector_output_errors(output, message):

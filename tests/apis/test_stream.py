@@ -72,3 +72,22 @@ def test_track_ids_stable_and_poses_follow_between_detections(video, det_interva
     print(f"det_interval {det_interval}: keypoint error / figure height: mean {np.mean(errors):.3f}, "
           f"max {np.max(errors):.3f}")
     assert np.mean(errors) < 0.06 and np.max(errors) < 0.2, (np.mean(errors), np.max(errors))
+
+
+def test_process_takes_what_the_estimator_takes(tmp_path):
+    """A frame given as a path equals the same frame as an array, and `flip_test` overrides the estimator's setting
+    exactly as `PoseEstimator.__call__` does."""
+    import cv2
+
+    frame = synthetic_video(1, (320, 240), num_people=1, seed=5, height=0.6)[0][0]
+    path = str(tmp_path / "frame.png")  # lossless, so the file holds the array's pixels
+    assert cv2.imwrite(path, frame)
+    est = PoseEstimator.from_config(QUICKSTART_YAML, QUICKSTART_WEIGHTS, device="cpu", flip_test=True)
+    box = np.array([[60, 20, 260, 220]], np.float32)
+    from_path = StreamPoseEstimator(est).process(path, 0.0, boxes=box, flip_test=False)
+    from_array = StreamPoseEstimator(est).process(frame, 0.0, boxes=box, flip_test=False)
+    np.testing.assert_array_equal(from_path.keypoints, from_array.keypoints)
+    np.testing.assert_array_equal(from_array.keypoints, est(frame, boxes=box, flip_test=False).keypoints)
+    flipped = StreamPoseEstimator(est).process(frame, 0.0, boxes=box)  # the estimator's own setting: flip test on
+    np.testing.assert_array_equal(flipped.keypoints, est(frame, boxes=box).keypoints)
+    assert not np.array_equal(flipped.scores, from_array.scores)  # the override changed what ran

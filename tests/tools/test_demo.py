@@ -87,6 +87,42 @@ def test_demo_images_with_boxes_file_give_loadable_predictions(val_images, weigh
     assert not [p for p in os.listdir(out) if ".partial" in p]
 
 
+def test_demo_predictions_feed_back_as_boxes(val_images, weights, tmp_path):
+    """predictions.json writes COCO's bbox [x, y, w, h], which --boxes reads: a second run on the first run's output
+    finds the same persons in the same boxes."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    run_demo([val_images] + _base(weights, first) + ["--boxes", MINI_DETS, "--bbox-thr", "0.3"])
+    with open(first / "predictions.json") as f:
+        predictions = json.load(f)
+    assert predictions and all(len(p["bbox"]) == 4 and "box" not in p for p in predictions)
+    # the file's score is the rescored person score, so keep every entry when reading it back
+    run_demo([val_images] + _base(weights, second) + ["--boxes", str(first / "predictions.json"), "--bbox-thr", "0"])
+    with open(second / "predictions.json") as f:
+        again = json.load(f)
+    assert len(again) == len(predictions)
+    order = lambda ps: sorted(ps, key=lambda p: (str(p["image_id"]), p["bbox"]))  # noqa: E731
+    assert [p["image_id"] for p in order(again)] == [p["image_id"] for p in order(predictions)]
+    # float32 corners -> [x, y, w, h] -> corners: rounding of coordinates < 1000 px in float32 (6e-5)
+    np.testing.assert_allclose([p["bbox"] for p in order(again)], [p["bbox"] for p in order(predictions)], atol=1e-4)
+
+
+def test_demo_flags_mean_what_they_mean_in_every_tool(weights, tmp_path):
+    """Trailing KEY VALUE overrides (as train/test/export/benchmark take them), --weights none for random weights,
+    the person cap of the detectors and the API."""
+    from hrnet_pose.apis.demo import parse_args
+    from hrnet_pose.apis.detectors import MAX_PERSONS
+    from hrnet_pose.config import ConfigError
+
+    image = os.path.join(MINI, "images", "000000000785.jpg")
+    args = parse_args([image, "--config", TINY_YAML, "--weights", "none", "TEST.FLIP_TEST", "True"])
+    assert args.weights == "" and args.opts == ["TEST.FLIP_TEST", "True"] and args.max_persons == MAX_PERSONS
+    with pytest.raises(ConfigError, match="TEST.FLIP_TST"):  # the trailing pair reaches the config
+        run_demo([image] + _base(weights, tmp_path / "bad") + ["--det-model", "none", "TEST.FLIP_TST", "True"])
+    summary = run_demo([image] + _base("none", tmp_path / "random") + ["--det-model", "none", "TEST.FLIP_TEST",
+                                                                       "False"])
+    assert summary.frames == 1 and summary.persons == 1
+
+
 def test_demo_single_image_without_detector(weights, tmp_path):
     image = os.path.join(MINI, "images", "000000000785.jpg")
     out = tmp_path / "single"
@@ -116,7 +152,7 @@ def test_demo_video_keeps_frames_size_fps_and_writes_json_lines(video, weights, 
     for r in records:
         (person,) = r["persons"]
         assert person["track_id"] == 0 and len(person["keypoints"]) == 17 and len(person["scores"]) == 17
-        assert len(person["box"]) == 4
+        assert len(person["bbox"]) == 4
 
 
 def test_demo_show_without_display_says_why(weights, tmp_path, monkeypatch, caplog):

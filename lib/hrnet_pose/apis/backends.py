@@ -14,6 +14,7 @@ from typing import Any, Optional, Protocol, Union
 import numpy as np
 import torch
 
+from ..devices import resolve_device
 from ..models.inference import forward_heatmaps
 from ..models.inference import autocast_context
 
@@ -25,20 +26,6 @@ class PoseBackend(Protocol):
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         ...
-
-
-def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
-    """'auto' / None / '' -> cuda when available, else cpu; other strings as torch.device, checked to exist."""
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as err:
-        raise ValueError(f"device {device!r} is not a valid torch device; use 'auto', 'cpu', 'cuda' or 'cuda:N'") \
-            from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but CUDA is not available here; use --device cpu (or auto)")
-    return dev
 
 
 class TorchBackend:

@@ -24,6 +24,8 @@ import numpy as np
 
 from ..errors import UserError
 from ..fileio import write_json_atomic
+from ..geometry import xywh_to_xyxy, xyxy_to_xywh
+from .detectors import MAX_PERSONS
 from .estimator import PoseEstimator
 from .result import PoseResult
 
@@ -38,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("source", help="image, folder, glob ('imgs/*.jpg'), video file, webcam index (0) or rtsp/http URL")
     p.add_argument("--config", "--cfg", dest="config", default="", help="experiment yaml (optional with a zoo name)")
-    p.add_argument("--weights", default="", help=".pth, .onnx or model zoo name; empty = random weights")
+    p.add_argument("--weights", default="none", help=".pth, .onnx or model zoo name; 'none' = random weights (as in "
+                                                   "tools/export.py)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--amp", default="", choices=["", "bf16", "fp16"], help="autocast on CUDA")
     p.add_argument("--det-model", default="fasterrcnn",
@@ -46,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--det-weights", default="", help="local detector weights file (instead of torchvision download)")
     p.add_argument("--bbox-thr", type=float, default=0.5, help="minimum person box score (detector and --boxes)")
     p.add_argument("--nms-thr", type=float, default=0.5, help="detector box NMS IoU threshold")
-    p.add_argument("--max-persons", type=int, default=50, help="most persons per frame")
+    p.add_argument("--max-persons", type=int, default=MAX_PERSONS, help="most persons per frame")
     p.add_argument("--boxes", default="", help="COCO results json of person boxes (image_id: id, file name, or "
                                                "frame index); replaces the detector")
     p.add_argument("--kpt-thr", type=float, default=0.3, help="keypoint score threshold for drawing only")
@@ -68,8 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-save", action="store_true", help="write predictions only, no annotated images/video")
     p.add_argument("--show", action="store_true", help="show a window (needs a display and GUI OpenCV)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--opts", nargs="*", default=[], help="config overrides KEY VALUE ...")
+    p.add_argument("--opts", nargs="*", default=[], help="config overrides KEY VALUE ... (the same as trailing ones)")
+    p.add_argument("overrides", nargs="*", help="trailing KEY VALUE config overrides, as in every tool")
     return p
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """The demo's arguments; `--weights none` (or '') means random weights, `opts` joins --opts and trailing pairs."""
+    args = build_parser().parse_intermixed_args(argv)  # the source, flags and KEY VALUE pairs in any order
+    args.weights = "" if args.weights.strip().lower() in ("", "none") else args.weights
+    args.opts = list(args.opts) + list(args.overrides)
+    return args
 
 
 # ---------------------------------------------------------------------------------------------------------- helpers
@@ -86,7 +98,10 @@ def gui_unavailable_reason() -> Optional[str]:
 
 
 def load_boxes_file(path: str, score_thr: float) -> Dict[Any, Tuple[np.ndarray, np.ndarray]]:
-    """COCO results json of person boxes -> {image_id: (boxes [N,4] x1,y1,x2,y2, scores [N])}."""
+    """COCO results json of person boxes -> {image_id: (boxes [N,4] x1,y1,x2,y2, scores [N])}.
+
+    An entry's box is COCO's `bbox` [x, y, w, h] (detector files, and this demo's own predictions.json), or `box`
+    [x1, y1, x2, y2] (predictions.json of earlier versions)."""
     if not os.path.isfile(path):
         raise UserError(f"--boxes file not found: {path} (a COCO results json: "
                         "[{image_id, bbox: [x, y, w, h], score, category_id}, ...])")
@@ -99,15 +114,17 @@ def load_boxes_file(path: str, score_thr: float) -> Dict[Any, Tuple[np.ndarray, 
         raise UserError(f"--boxes file {path} must hold a json list of detections, got {type(entries).__name__}")
     grouped: Dict[Any, List[Tuple[List[float], float]]] = defaultdict(list)
     for i, e in enumerate(entries):
-        if not isinstance(e, dict) or "image_id" not in e or "bbox" not in e:
+        key = "bbox" if isinstance(e, dict) and "bbox" in e else "box"
+        if not isinstance(e, dict) or "image_id" not in e or key not in e:
             raise UserError(f"--boxes file {path}: entry {i} needs image_id and bbox [x, y, w, h]")
-        bbox = e["bbox"]
-        if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4):
-            raise UserError(f"--boxes file {path}: entry {i} has bbox {bbox!r}; expected [x, y, w, h]")
+        box = e[key]
+        if not (isinstance(box, (list, tuple)) and len(box) == 4):
+            expected = "[x, y, w, h]" if key == "bbox" else "[x1, y1, x2, y2]"
+            raise UserError(f"--boxes file {path}: entry {i} has {key} {box!r}; expected {expected}")
         if e.get("category_id", 1) != 1 or float(e.get("score", 1.0)) < score_thr:
             continue
-        x, y, w, h = (float(v) for v in bbox)
-        grouped[e["image_id"]].append(([x, y, x + w, y + h], float(e.get("score", 1.0))))
+        xyxy = xywh_to_xyxy([float(v) for v in box]) if key == "bbox" else [float(v) for v in box]
+        grouped[e["image_id"]].append((list(xyxy), float(e.get("score", 1.0))))
     return {k: (np.array([b for b, _ in v], np.float32), np.array([s for _, s in v], np.float32))
             for k, v in grouped.items()}
 
@@ -136,7 +153,7 @@ def frame_record(index: int, timestamp: float, result: PoseResult) -> Dict[str, 
     for i in range(len(result)):
         persons.append({
             "track_id": None if result.track_ids is None else int(result.track_ids[i]),
-            "box": [round(float(v), 2) for v in result.boxes[i]],
+            "bbox": [round(float(v), 2) for v in xyxy_to_xywh(result.boxes[i])],  # COCO's [x, y, w, h]
             "box_score": round(float(result.box_scores[i]), 4),
             "keypoints": [[round(float(x), 2), round(float(y), 2)] for x, y in result.keypoints[i]],
             "scores": [round(float(s), 4) for s in result.scores[i]],
@@ -375,7 +392,7 @@ def run_demo(argv: Optional[Sequence[str]] = None) -> DemoSummary:
     """Parse `argv`, run the demo over the source, return the summary (`DemoSummary.format()` for the console)."""
     from ..streams.sources import open_source
 
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     if args.det_interval < 1:
         raise UserError(f"--det-interval must be >= 1, got {args.det_interval}")
     window = None

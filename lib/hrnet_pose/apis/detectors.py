@@ -35,6 +35,9 @@ from torchvision.ops import nms
 
 from ..download import DownloadError, download
 from ..errors import UserError
+from ..geometry import invalid_box
+
+MAX_PERSONS = 100  # the person cap per frame of every detector, the API and tools/demo.py --max-persons
 
 __all__ = ["DETECTORS", "DETECTOR_WEIGHTS", "DEFAULT_DETECTOR", "PERSON_LABEL", "PersonDetector", "CallableDetector",
            "build_detector", "filter_person_boxes", "DetectorWeightsUnavailable", "DetectorOutputError"]
@@ -192,7 +195,7 @@ class PersonDetector:
     """
 
     def __init__(self, name: str = DEFAULT_DETECTOR, weights: Optional[str] = None, device: Union[str, torch.device]
-                 = "cpu", score_thr: float = 0.5, nms_thr: float = 0.5, max_persons: int = 100,
+                 = "cpu", score_thr: float = 0.5, nms_thr: float = 0.5, max_persons: int = MAX_PERSONS,
                  pretrained: bool = True, progress: bool = True) -> None:
         if name not in DETECTORS:
             raise UserError(f"unknown person detector '{name}'; valid: {', '.join(DETECTORS)} (or 'none')")
@@ -259,7 +262,7 @@ class CallableDetector:
     output checked (shapes, finite, x2 >= x1 and y2 >= y1), then score threshold, NMS and max_persons."""
 
     def __init__(self, fn: ImageDetector, score_thr: float = 0.5, nms_thr: float = 0.5,
-                 max_persons: int = 100) -> None:
+                 max_persons: int = MAX_PERSONS) -> None:
         if not callable(fn):
             raise TypeError(f"CallableDetector needs a callable image -> (boxes, scores), got {type(fn).__name__}")
         _check_thresholds(score_thr, nms_thr, max_persons)
@@ -289,15 +292,15 @@ class CallableDetector:
         if scores.shape != (len(boxes),):
             raise DetectorOutputError(f"{where} returned scores of shape {list(scores.shape)} for {len(boxes)} "
                                       f"boxes; expected [{len(boxes)}]")
-        bad = ~(np.isfinite(boxes).all(axis=1) & np.isfinite(scores))
+        bad = ~np.isfinite(scores)
         if bad.any():
-            raise DetectorOutputError(f"{where} returned {int(bad.sum())} boxes or scores that are NaN or infinite "
-                                      f"(first at index {int(np.argmax(bad))})")
-        flipped = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
-        if flipped.any():
-            i = int(np.argmax(flipped))
-            raise DetectorOutputError(f"{where} returned box {i} = {boxes[i].tolist()} with x2 < x1 or y2 < y1; "
-                                      f"boxes must be x1, y1, x2, y2 (convert x, y, w, h with x2 = x + w)")
+            raise DetectorOutputError(f"{where} returned {int(bad.sum())} scores that are NaN or infinite (first at "
+                                      f"index {int(np.argmax(bad))})")
+        problem = invalid_box(boxes)
+        if problem is not None:
+            i, reason = problem
+            raise DetectorOutputError(f"{where} returned box {i} = {boxes[i].tolist()}, which {reason}; boxes must be "
+                                      f"x1, y1, x2, y2 (convert x, y, w, h with x2 = x + w)")
         return boxes, scores
 
     def __call__(self, image_bgr: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -306,7 +309,7 @@ class CallableDetector:
 
 
 def build_detector(spec: Union[None, str, os.PathLike, ImageDetector], device: Union[str, torch.device] = "cpu",
-                   score_thr: float = 0.5, nms_thr: float = 0.5, max_persons: int = 100,
+                   score_thr: float = 0.5, nms_thr: float = 0.5, max_persons: int = MAX_PERSONS,
                    weights: Optional[str] = None) -> Optional[ImageDetector]:
     """A detector from a spec, or None for no detector (the caller then uses the whole image as one person).
 

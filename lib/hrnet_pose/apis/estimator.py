@@ -24,7 +24,7 @@ from ..config import CN, load_config
 from ..datasets.coco import read_image
 from ..datasets.transforms import crop_person, normalize_crops
 from ..errors import UserError
-from ..geometry import boxes_to_center_scale
+from ..geometry import boxes_to_center_scale, invalid_box, xyxy_to_xywh
 from ..keypoints import KeypointSet, get_keypoint_set
 from ..models.inference import heatmaps_with_flip
 from .backends import PoseBackend, build_backend
@@ -74,15 +74,11 @@ def check_boxes(boxes: Any, scores: Any = None) -> Tuple[np.ndarray, np.ndarray]
         arr = arr[None]
     if arr.ndim != 2 or arr.shape[1] != 4:
         raise InvalidBoxError(f"boxes must be [N, 4] (x1, y1, x2, y2 in pixels), got shape {arr.shape}")
-    bad = ~np.isfinite(arr).all(axis=1)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise InvalidBoxError(f"box {i} {arr[i].tolist()} is not finite (NaN or inf); boxes are x1, y1, x2, y2")
-    flat = (arr[:, 2] <= arr[:, 0]) | (arr[:, 3] <= arr[:, 1])
-    if flat.any():
-        i = int(np.flatnonzero(flat)[0])
-        raise InvalidBoxError(f"box {i} {arr[i].tolist()} has zero or negative area; boxes are x1, y1, x2, y2 with "
-                              "x2 > x1 and y2 > y1 (a COCO xywh box [x, y, w, h] is [x, y, x + w, y + h])")
+    problem = invalid_box(arr)
+    if problem is not None:
+        i, reason = problem
+        raise InvalidBoxError(f"box {i} {arr[i].tolist()} {reason}; boxes are x1, y1, x2, y2 with x2 > x1 and y2 > y1 "
+                              "(a COCO xywh box [x, y, w, h] is [x, y, x + w, y + h])")
     if scores is None:
         sc = np.ones(len(arr), np.float32)
     else:
@@ -146,8 +142,7 @@ class PoseEstimator:
     def center_scale(self, boxes: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """x1,y1,x2,y2 boxes -> (center, scale) as the dataset does for a cleaned COCO box (xywh = x1, y1, x2-x1,
         y2-y1; aspect of the network input; padding)."""
-        xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
-        return boxes_to_center_scale(xywh, self.aspect_ratio, self.padding)
+        return boxes_to_center_scale(xyxy_to_xywh(boxes), self.aspect_ratio, self.padding)
 
     def _person_boxes(self, image: np.ndarray, boxes: Any, box_scores: Any) -> Tuple[np.ndarray, np.ndarray]:
         if boxes is not None:

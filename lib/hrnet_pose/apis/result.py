@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from ..evaluation.oks_nms import rescore
+from ..geometry import xyxy_to_xywh
 from ..keypoints import COCO17, KeypointSet
 
 
@@ -49,13 +50,14 @@ class PoseResult:
         return rescore(self.box_scores, self.scores, in_vis_thre)
 
     def to_coco(self, image_id: Any, in_vis_thre: float = 0.2) -> List[Dict[str, Any]]:
-        """COCO keypoint results entries (`loadRes` format) for this image, one per person, no NMS."""
+        """COCO keypoint results entries (`loadRes` format) for this image, one per person, no NMS; `bbox` is the
+        person box as COCO writes it, [x, y, w, h] (w = x2 - x1), so the file can be given back as `--boxes`."""
         kpts = np.concatenate([self.keypoints, self.scores[..., None]], axis=2).reshape(len(self), 3 * self.keypoints.shape[1])
         person_scores = self.instance_scores(in_vis_thre)
         out = []
         for i in range(len(self)):
             entry = {"image_id": image_id, "category_id": 1, "keypoints": [float(v) for v in kpts[i]],
-                     "score": float(person_scores[i]), "box": [float(v) for v in self.boxes[i]]}
+                     "score": float(person_scores[i]), "bbox": [float(v) for v in xyxy_to_xywh(self.boxes[i])]}
             if self.track_ids is not None:
                 entry["track_id"] = int(self.track_ids[i])
             out.append(entry)

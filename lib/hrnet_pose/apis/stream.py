@@ -15,9 +15,9 @@ from typing import Optional
 import numpy as np
 
 from ..evaluation.oks_nms import oks_nms
-from .estimator import PoseEstimator
-from .result import PoseResult
 from ..streams.tracking import PoseTracker, boxes_from_poses
+from .estimator import ImageInput, PoseEstimator, as_bgr_image
+from .result import PoseResult
 
 
 class StreamPoseEstimator:
@@ -58,16 +58,20 @@ class StreamPoseEstimator:
                        sigmas=self.estimator.keypoint_set.sigmas)
         return result.select(np.sort(np.asarray(keep, dtype=np.int64)))
 
-    def process(self, image: np.ndarray, timestamp: float, boxes=None, box_scores=None,
-                return_heatmaps: bool = False) -> PoseResult:
-        """Poses in one frame. `boxes` (e.g. from a detection file) override both the detector and carried boxes."""
+    def process(self, image: ImageInput, timestamp: float, boxes=None, box_scores=None,
+                flip_test: Optional[bool] = None, return_heatmaps: bool = False) -> PoseResult:
+        """Poses in one frame: an array or an image path, as `PoseEstimator` takes. `boxes` (e.g. from a detection
+        file) override both the detector and carried boxes; `flip_test` overrides the estimator's, as in
+        `PoseEstimator.__call__`."""
+        image = as_bgr_image(image)
         detect_now = self._count % self.det_interval == 0 or self._carried is None or len(self._carried) == 0
         self._count += 1
         if boxes is not None or detect_now:
-            result = self.estimator(image, boxes=boxes, box_scores=box_scores, return_heatmaps=return_heatmaps)
+            result = self.estimator(image, boxes=boxes, box_scores=box_scores, flip_test=flip_test,
+                                    return_heatmaps=return_heatmaps)
         else:
             result = self.estimator(image, boxes=self._carried, box_scores=self._carried_scores,
-                                    return_heatmaps=return_heatmaps)
+                                    flip_test=flip_test, return_heatmaps=return_heatmaps)
             result.timings["detect"] = 0.0
             result = self._suppress_duplicates(result)
         self._carry(result, image.shape)

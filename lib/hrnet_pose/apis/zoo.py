@@ -322,25 +322,25 @@ def apply_zoo_weights(cfg: CN) -> CN:
     return out
 
 
+def _markdown_rows(dataset: str, score_columns: str, manual_place: str) -> List[str]:
+    """Table rows for the entries of `dataset`: name, input, decoder, the reported number(s), source, download."""
+    rows = [f"| name | input (h x w) | decoder | {score_columns} | source | download |",
+            "|---|---|---|" + "---|" * (score_columns.count("|") + 1) + "---|---|"]
+    for e in (e for e in _ENTRIES if e.dataset == dataset):
+        w, h = e.input_size
+        where = f"[{e.filename}]({e.url})" if e.url else f"{e.filename} by hand ({manual_place})"
+        score = f"[{e.reported_ap:.1f}]({e.ap_source})"
+        if dataset == "mpii":
+            score += f" | {e.reported_mean_at_01:.1f}"
+        rows.append(f"| `{e.name}` | {h}x{w} | {e.decoder} | {score} | {e.source.split(' (')[0]} | {where} |")
+    return rows
+
+
 def markdown_table() -> str:
     """The README's 'Pretrained models' table, generated from `ZOO`."""
-    rows = ["| name | input (h x w) | decoder | COCO val2017 AP (det. boxes) | source | download |",
-            "|---|---|---|---|---|---|"]
-    for e in (e for e in _ENTRIES if e.dataset == "coco"):
-        w, h = e.input_size
-        where = f"[{e.filename}]({e.url})" if e.url else f"{e.filename} by hand ({OFFICIAL_DRIVE.split(' or ')[0]})"
-        rows.append(f"| `{e.name}` | {h}x{w} | {e.decoder} | [{e.reported_ap:.1f}]({e.ap_source}) | "
-                    f"{e.source.split(' (')[0]} | {where} |")
-    return "\n".join(rows)
+    return "\n".join(_markdown_rows("coco", "COCO val2017 AP (det. boxes)", OFFICIAL_DRIVE.split(" or ")[0]))
 
 
 def markdown_table_mpii() -> str:
     """The README's MPII table, generated from `ZOO`."""
-    rows = ["| name | input (h x w) | decoder | MPII val PCKh Mean | Mean@0.1 | source | download |",
-            "|---|---|---|---|---|---|---|"]
-    for e in (e for e in _ENTRIES if e.dataset == "mpii"):
-        w, h = e.input_size
-        where = f"[{e.filename}]({e.url})" if e.url else f"{e.filename} by hand (models/pytorch/pose_mpii/)"
-        rows.append(f"| `{e.name}` | {h}x{w} | {e.decoder} | [{e.reported_ap:.1f}]({e.ap_source}) | "
-                    f"{e.reported_mean_at_01:.1f} | {e.source.split(' (')[0]} | {where} |")
-    return "\n".join(rows)
+    return "\n".join(_markdown_rows("mpii", "MPII val PCKh Mean | Mean@0.1", "models/pytorch/pose_mpii/"))

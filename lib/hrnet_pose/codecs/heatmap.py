@@ -142,7 +142,7 @@ class HeatmapCodec:
         if len(image_size) != 2 or len(heatmap_size) != 2:
             raise ValueError(f"image_size and heatmap_size must be (w, h), got {image_size} and {heatmap_size}")
         if decoder not in DECODERS:
-            raise ValueError(f"unknown decoder {decoder!r}; valid: {list(DECODERS)}")
+            raise ConfigError(f"CODEC.DECODER (decoder) is {decoder!r}; valid: {list(DECODERS)}")
         if sigma <= 0:
             raise ValueError(f"sigma must be positive, got {sigma}")
         if dark_blur_kernel < 1 or dark_blur_kernel % 2 == 0:
@@ -323,8 +323,6 @@ def build_codec(cfg) -> HeatmapCodec:
     if cfg.MODEL.TARGET_TYPE != "gaussian":
         raise ConfigError(f"MODEL.TARGET_TYPE {cfg.MODEL.TARGET_TYPE!r} is not supported; only 'gaussian' is "
                          "(as in the official code)")
-    if cfg.CODEC.DECODER not in DECODERS:
-        raise ConfigError(f"CODEC.DECODER is {cfg.CODEC.DECODER!r}; valid: {list(DECODERS)}")
     if cfg.CODEC.DECODER == "dark_udp_mmpose" and not cfg.CODEC.UDP:
         raise ConfigError("CODEC.DECODER is 'dark_udp_mmpose' (MMPose 1.x's UDP refinement) but CODEC.UDP is False; "
                          "set CODEC.UDP True, or use CODEC.DECODER 'dark' without UDP")

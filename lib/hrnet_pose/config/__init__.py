@@ -60,14 +60,19 @@ def merge_opts(cfg: CN, opts: Optional[Sequence[str]]) -> None:
         raise _explain(cfg, err, "command line") from err
 
 
+def check_fuse_method(stage: str, method: str) -> None:
+    """MODEL.EXTRA.<stage>.FUSE_METHOD must be one of `FUSE_METHODS` (any case): checked for every config and by the
+    HRNet constructor, which may be built without one."""
+    if str(method).upper() not in FUSE_METHODS:
+        raise ConfigError(f"MODEL.EXTRA.{stage}.FUSE_METHOD is {method!r}; valid: {list(FUSE_METHODS)} (HRNet fuses "
+                          "branches by summing, as in the official model; no other method is built)")
+
+
 def check_config(cfg: CN) -> None:
     """Values the yaml may spell but the code does not implement are errors, not silently ignored:
     MODEL.EXTRA.STAGE{2,3,4}.FUSE_METHOD must be 'SUM' and DATASET.DATA_FORMAT one of `DATA_FORMATS`."""
     for stage in ("STAGE2", "STAGE3", "STAGE4"):
-        method = cfg.MODEL.EXTRA[stage].FUSE_METHOD
-        if str(method).upper() not in FUSE_METHODS:
-            raise ConfigError(f"MODEL.EXTRA.{stage}.FUSE_METHOD is {method!r}; valid: {list(FUSE_METHODS)} (HRNet "
-                              "fuses branches by summing; no other method is built)")
+        check_fuse_method(stage, cfg.MODEL.EXTRA[stage].FUSE_METHOD)
     fmt = str(cfg.DATASET.DATA_FORMAT)
     if fmt.lower() == "zip":
         raise ConfigError(

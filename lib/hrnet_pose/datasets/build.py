@@ -164,19 +164,7 @@ def build_mpii_dataset(cfg, split: str, codec: Any) -> MpiiKeypoints:
                          "image sizes of a COCO annotation file; MPII annotations have none: set it to ''")
     if str(cfg.DATASET.DATASET).lower() == "synthetic_mpii":
         ensure_synthetic_mpii(cfg)
-    is_train = split == "train"
-    return MpiiKeypoints(
-        root=cfg.DATASET.ROOT,
-        image_set=cfg.DATASET.TRAIN_SET if is_train else cfg.DATASET.TEST_SET,
-        is_train=is_train,
-        image_size=tuple(cfg.MODEL.IMAGE_SIZE),
-        codec=codec,
-        keypoint_set=cfg.DATASET.KEYPOINT_SET or "mpii",
-        transform_cfg=augmentation_config(cfg),
-        color_rgb=bool(cfg.DATASET.COLOR_RGB),
-        skip_bad_images=bool(cfg.DATASET.SKIP_BAD_IMAGES),
-        fast_decode=bool(cfg.DATASET.FAST_DECODE),
-    )
+    return MpiiKeypoints(keypoint_set=cfg.DATASET.KEYPOINT_SET or "mpii", **_sampling_kwargs(cfg, split, codec))
 
 
 def build_coco_dataset(cfg, split: str, codec: Any) -> CocoKeypoints:
@@ -187,23 +175,19 @@ def build_coco_dataset(cfg, split: str, codec: Any) -> CocoKeypoints:
         ensure_synthetic(cfg)
         if not bbox_file:
             bbox_file = os.path.join(cfg.DATASET.ROOT, "person_detection_results", DETECTION_FILE)
+    return CocoKeypoints(keypoint_set=cfg.DATASET.KEYPOINT_SET, use_gt_bbox=bool(cfg.TEST.USE_GT_BBOX),
+                         bbox_file=bbox_file, image_thre=float(cfg.TEST.IMAGE_THRE),
+                         image_cache_dir=str(cfg.DATASET.IMAGE_CACHE_DIR), **_sampling_kwargs(cfg, split, codec))
+
+
+def _sampling_kwargs(cfg, split: str, codec: Any) -> dict:
+    """The keyword arguments every keypoint dataset takes from the config: split, input size, codec, augmentation
+    (DATASET.*, MODEL.IMAGE_SIZE, AUG.*, COMPAT.HALF_BODY_RANDN)."""
     is_train = split == "train"
-    return CocoKeypoints(
-        root=cfg.DATASET.ROOT,
-        image_set=cfg.DATASET.TRAIN_SET if is_train else cfg.DATASET.TEST_SET,
-        is_train=is_train,
-        image_size=tuple(cfg.MODEL.IMAGE_SIZE),
-        codec=codec,
-        keypoint_set=cfg.DATASET.KEYPOINT_SET,
-        use_gt_bbox=bool(cfg.TEST.USE_GT_BBOX),
-        bbox_file=bbox_file,
-        image_thre=float(cfg.TEST.IMAGE_THRE),
-        transform_cfg=augmentation_config(cfg),
-        color_rgb=bool(cfg.DATASET.COLOR_RGB),
-        skip_bad_images=bool(cfg.DATASET.SKIP_BAD_IMAGES),
-        fast_decode=bool(cfg.DATASET.FAST_DECODE),
-        image_cache_dir=str(cfg.DATASET.IMAGE_CACHE_DIR),
-    )
+    return {"root": cfg.DATASET.ROOT, "image_set": cfg.DATASET.TRAIN_SET if is_train else cfg.DATASET.TEST_SET,
+            "is_train": is_train, "image_size": tuple(cfg.MODEL.IMAGE_SIZE), "codec": codec,
+            "transform_cfg": augmentation_config(cfg), "color_rgb": bool(cfg.DATASET.COLOR_RGB),
+            "skip_bad_images": bool(cfg.DATASET.SKIP_BAD_IMAGES), "fast_decode": bool(cfg.DATASET.FAST_DECODE)}
 
 
 def collate_skip_none(batch: List[Any]) -> Optional[Any]:

@@ -43,16 +43,17 @@ class AnnotationError(UserError, ValueError):
     """An annotation or detection file's entry is malformed (the message names the file, the entry and the field)."""
 
 
+def describe_layout(root: str, entries: Sequence[str], see: str) -> str:
+    """'expected layout:' and the folder tree under `root`, one entry a line, shown in every missing-file error."""
+    return "expected layout:\n" + f"  {root or '.'}/\n" + "".join(f"    {e}\n" for e in entries) + f"(see {see})"
+
+
 def layout_help(root: str, image_set: str) -> str:
-    """The expected folder tree, shown in every missing-file error."""
-    return (
-        "expected layout:\n"
-        f"  {root or '.'}/\n"
-        f"    annotations/person_keypoints_{image_set}.json\n"
-        f"    images/{image_set}/<file_name from the annotations, e.g. 000000000785.jpg>\n"
-        "    person_detection_results/<detections>.json   (only with TEST.USE_GT_BBOX False)\n"
-        "(see data/README.md)"
-    )
+    """The expected COCO folder tree."""
+    return describe_layout(root, [f"annotations/person_keypoints_{image_set}.json",
+                                  f"images/{image_set}/<file_name from the annotations, e.g. 000000000785.jpg>",
+                                  "person_detection_results/<detections>.json   (only with TEST.USE_GT_BBOX False)"],
+                           "data/README.md")
 
 
 def _clean_gt_boxes(boxes: np.ndarray, width: float, height: float) -> Tuple[np.ndarray, np.ndarray]:
@@ -106,26 +107,13 @@ class CocoKeypoints(torch.utils.data.Dataset):
         fast_decode: bool = False,
         image_cache_dir: str = "",
     ):
-        self.root = root
-        self.image_set = image_set
-        self.is_train = is_train
-        self.image_size = (int(image_size[0]), int(image_size[1]))
-        self.aspect_ratio = self.image_size[0] * 1.0 / self.image_size[1]
-        self.codec = codec
-        self.keypoint_set: KeypointSet = get_keypoint_set(keypoint_set)
-        self.num_joints = self.keypoint_set.num_keypoints
+        self._init_sampling(root, image_set, is_train, image_size, codec, keypoint_set, transform_cfg, color_rgb,
+                            skip_bad_images, fast_decode)
         self.use_gt_bbox = use_gt_bbox
         self.bbox_file = bbox_file
         self.image_thre = image_thre
-        self.transform_cfg = transform_cfg if transform_cfg is not None else AugmentationConfig()
-        self.color_rgb = color_rgb
-        self.skip_bad_images = skip_bad_images
         self.ann_file = ann_file or os.path.join(root, "annotations", f"person_keypoints_{image_set}.json")
         self.image_dir = image_dir or os.path.join(root, "images", image_set)
-        self.use_udp = bool(getattr(codec, "use_udp", False))
-        self.photometric = Photometric(self.transform_cfg) if is_train and self.transform_cfg.photometric else None
-        self.num_skipped = 0
-        self.fast_decode = bool(fast_decode)  # reduced JPEG decoding folded into the warp (datasets.fast_decode)
 
         if not os.path.isfile(self.ann_file):
             raise FileNotFoundError(f"annotation file not found: {self.ann_file}\n{layout_help(root, image_set)}")
@@ -141,6 +129,26 @@ class CocoKeypoints(torch.utils.data.Dataset):
         logger.info("%s %s: %d samples from %s (%s boxes)", type(self).__name__, image_set, len(self.db),
                     self.ann_file, "GT" if (use_gt_bbox or is_train) else f"detector {bbox_file}")
         self.image_cache = self._open_image_cache(image_cache_dir) if image_cache_dir else None
+
+    def _init_sampling(self, root: str, image_set: str, is_train: bool, image_size: Sequence[int], codec: Any,
+                       keypoint_set: Any, transform_cfg: Optional[AugmentationConfig], color_rgb: bool,
+                       skip_bad_images: bool, fast_decode: bool) -> None:
+        """The attributes `prepare` / `__getitem__` read: split, input size, codec, keypoint set, augmentation."""
+        self.root = root
+        self.image_set = image_set
+        self.is_train = is_train
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.aspect_ratio = self.image_size[0] * 1.0 / self.image_size[1]
+        self.codec = codec
+        self.keypoint_set: KeypointSet = get_keypoint_set(keypoint_set)
+        self.num_joints = self.keypoint_set.num_keypoints
+        self.transform_cfg = transform_cfg if transform_cfg is not None else AugmentationConfig()
+        self.color_rgb = color_rgb
+        self.skip_bad_images = skip_bad_images
+        self.use_udp = bool(getattr(codec, "use_udp", False))
+        self.photometric = Photometric(self.transform_cfg) if is_train and self.transform_cfg.photometric else None
+        self.num_skipped = 0
+        self.fast_decode = bool(fast_decode)  # reduced JPEG decoding folded into the warp (datasets.fast_decode)
 
     def _open_image_cache(self, folder: str) -> ImageCache:
         """DATASET.IMAGE_CACHE_DIR for this set's images, after checking that the missing entries fit on the disk."""

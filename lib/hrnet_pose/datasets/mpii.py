@@ -29,9 +29,9 @@ import numpy as np
 
 from ..errors import UserError
 from ..fileio import atomic_write
-from ..keypoints import MPII16, MPII_MAT_NAMES, KeypointSet, get_keypoint_set
-from .coco import CocoKeypoints
-from .transforms import AugmentationConfig, Photometric
+from ..keypoints import MPII16, MPII_MAT_NAMES
+from .coco import CocoKeypoints, describe_layout
+from .transforms import AugmentationConfig
 
 logger = logging.getLogger(__name__)
 
@@ -61,15 +61,11 @@ def write_gt_mat(path: str, joints: np.ndarray, missing: np.ndarray, headboxes: 
 
 
 def mpii_layout_help(root: str, image_set: str) -> str:
-    """The expected folder tree, shown in every missing-file error."""
-    return (
-        "expected layout:\n"
-        f"  {root or '.'}/\n"
-        f"    annot/{image_set}.json   (official HRNet MPII annotations)\n"
-        f"    annot/gt_{image_set}.mat (ground truth with head boxes, for PCKh; not for the test split)\n"
-        "    images/<image from the json, e.g. 015601864.jpg>\n"
-        "(see README.md, section MPII)"
-    )
+    """The expected MPII folder tree."""
+    return describe_layout(root, [f"annot/{image_set}.json   (official HRNet MPII annotations)",
+                                  f"annot/gt_{image_set}.mat (ground truth with head boxes, for PCKh; not for the "
+                                  "test split)", "images/<image from the json, e.g. 015601864.jpg>"],
+                           "README.md, section MPII")
 
 
 def _number(v: Any) -> bool:
@@ -128,42 +124,18 @@ def mpii_center_scale(center: Sequence[float], scale: float) -> tuple:
 class MpiiKeypoints(CocoKeypoints):
     """MPII persons, cropped and encoded exactly as `CocoKeypoints` crops and encodes COCO persons."""
 
-    def __init__(
-        self,
-        root: str,
-        image_set: str,
-        is_train: bool,
-        image_size: Sequence[int],
-        codec: Any = None,
-        keypoint_set: Any = MPII16,
-        transform_cfg: Optional[AugmentationConfig] = None,
-        color_rgb: bool = True,
-        skip_bad_images: bool = True,
-        fast_decode: bool = False,
-        ann_file: Optional[str] = None,
-        image_dir: Optional[str] = None,
-    ):
+    def __init__(self, root: str, image_set: str, is_train: bool, image_size: Sequence[int], codec: Any = None,
+                 keypoint_set: Any = MPII16, transform_cfg: Optional[AugmentationConfig] = None, color_rgb: bool = True,
+                 skip_bad_images: bool = True, fast_decode: bool = False, ann_file: Optional[str] = None,
+                 image_dir: Optional[str] = None):
         # the attributes CocoKeypoints.prepare / __getitem__ read; the COCO loading itself is not used
-        self.root = root
-        self.image_set = image_set
-        self.is_train = is_train
-        self.image_size = (int(image_size[0]), int(image_size[1]))
-        self.aspect_ratio = self.image_size[0] * 1.0 / self.image_size[1]
-        self.codec = codec
-        self.keypoint_set: KeypointSet = get_keypoint_set(keypoint_set)
-        self.num_joints = self.keypoint_set.num_keypoints
+        self._init_sampling(root, image_set, is_train, image_size, codec, keypoint_set, transform_cfg, color_rgb,
+                            skip_bad_images, fast_decode)
         if self.num_joints != NUM_JOINTS:
             raise MpiiAnnotationError(f"the MPII dataset has 16 joints but the keypoint set '{self.keypoint_set.name}' "
                                       f"has {self.num_joints}: use DATASET.KEYPOINT_SET '' or 'mpii'")
         self.use_gt_bbox = True  # MPII evaluation always uses the annotated boxes (there is no detector file)
         self.bbox_file = ""
-        self.transform_cfg = transform_cfg if transform_cfg is not None else AugmentationConfig()
-        self.color_rgb = color_rgb
-        self.skip_bad_images = skip_bad_images
-        self.use_udp = bool(getattr(codec, "use_udp", False))
-        self.photometric = Photometric(self.transform_cfg) if is_train and self.transform_cfg.photometric else None
-        self.num_skipped = 0
-        self.fast_decode = bool(fast_decode)
         self.coco = None  # no image sizes in MPII annotations: fast decoding reads each image's size from the file
         self.image_cache = None
         self.ann_file = ann_file or os.path.join(root, "annot", f"{image_set}.json")

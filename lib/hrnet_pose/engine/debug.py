@@ -17,16 +17,15 @@ import numpy as np
 import torch
 
 from ..codecs.heatmap import get_max_preds
+from ..datasets.transforms import IMAGENET_MEAN, IMAGENET_STD
 
-_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 _MAX_IMAGES = 16  # a debug grid of a 32-batch at 256x192 is already ~1.5k px wide
 
 
 def to_uint8_bgr(images: torch.Tensor, color_rgb: bool) -> np.ndarray:
     """Normalised crops [N,3,H,W] -> uint8 [N,H,W,3] in BGR (OpenCV's order)."""
     x = images.detach().float().cpu().numpy().transpose(0, 2, 3, 1)
-    x = np.clip((x * _STD + _MEAN) * 255.0, 0, 255).astype(np.uint8)
+    x = np.clip((x * IMAGENET_STD + IMAGENET_MEAN) * 255.0, 0, 255).astype(np.uint8)
     return np.ascontiguousarray(x[..., ::-1]) if color_rgb else x
 
 
@@ -81,8 +80,8 @@ def save_debug_images(debug_cfg: Any, images: torch.Tensor, meta: Dict[str, Any]
     stride = np.array([images.shape[3] / out.shape[3], images.shape[2] / out.shape[2]], dtype=np.float32)
     pred, maxvals = get_max_preds(out)
     pred = pred * stride
-    gt_joints = _as_numpy(meta["joints"])[:n]
-    gt_vis = _as_numpy(meta["joints_vis"])[:n]
+    gt_joints = as_numpy(meta["joints"])[:n]
+    gt_vis = as_numpy(meta["joints_vis"])[:n]
     os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
     wanted = {
         "gt": (debug_cfg.SAVE_BATCH_IMAGES_GT, lambda: batch_image_with_joints(bgr, gt_joints, gt_vis)),
@@ -99,5 +98,6 @@ def save_debug_images(debug_cfg: Any, images: torch.Tensor, meta: Dict[str, Any]
             tensorboard.image(f"{tag}/{suffix}", image[..., ::-1].copy(), step)
 
 
-def _as_numpy(x: Any) -> np.ndarray:
+def as_numpy(x: Any) -> np.ndarray:
+    """A tensor (any device) or array-like as a numpy array."""
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)

@@ -14,6 +14,7 @@ from typing import Any, List
 import torch
 import torch.distributed as dist
 
+from ..devices import resolve_device
 from ..errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -47,19 +48,6 @@ def _env_int(name: str, default: int) -> int:
         return int(value)
     except ValueError as err:
         raise ValueError(f"environment variable {name}={value!r} is not an integer (set by torchrun)") from err
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """ENGINE.DEVICE to a device: '' = cuda:LOCAL_RANK if CUDA is available, else cpu."""
-    if name == "":
-        return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"ENGINE.DEVICE is {name!r} but CUDA is not available; use '' or 'cpu'")
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
-    return device
 
 
 def init_distributed(backend: str = "", device: str = "", timeout_min: int = 30) -> DistInfo:

@@ -29,6 +29,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
+from ..datasets.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ConfigError
 from ..models.inference import autocast_context
 from .distributed import any_true_tensor
@@ -37,9 +38,6 @@ from .optim import ModelEma, is_fused
 logger = logging.getLogger(__name__)
 
 COMPILE_MODES = ("", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-# ImageNet statistics, as datasets.transforms.IMAGENET_MEAN/STD (float32); repeated so the engine needs no dataset
-_MEAN = (0.485, 0.456, 0.406)
-_STD = (0.229, 0.224, 0.225)
 
 
 def normalize_on_device(crops: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
@@ -51,8 +49,8 @@ def normalize_on_device(crops: torch.Tensor, channels_last: bool = False) -> tor
     """
     if crops.dtype != torch.uint8 or crops.dim() != 4 or crops.shape[-1] != 3:
         raise ValueError(f"normalize_on_device needs uint8 crops [B,H,W,3], got {crops.dtype} {tuple(crops.shape)}")
-    mean = torch.tensor(_MEAN, dtype=torch.float32, device=crops.device)
-    std = torch.tensor(_STD, dtype=torch.float32, device=crops.device)
+    mean = torch.from_numpy(IMAGENET_MEAN).to(crops.device)
+    std = torch.from_numpy(IMAGENET_STD).to(crops.device)
     x = ((crops.float() / 255.0 - mean) / std).permute(0, 3, 1, 2)
     return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 

@@ -29,14 +29,10 @@ from ..evaluation.pck import accuracy
 from ..fileio import write_json_atomic
 from ..models.inference import autocast_context, heatmaps_with_flip, model_runner
 from .checkpoint import unwrap_model
-from .debug import save_debug_images
+from .debug import as_numpy, save_debug_images
 from .distributed import all_gather_object, broadcast_object, is_main_process
 
 logger = logging.getLogger(__name__)
-
-
-def _numpy(x: Any) -> np.ndarray:
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
 def describe_run_protocol(cfg: Any, codec: Any, use_gt_bbox: bool, bbox_file: str,
@@ -176,11 +172,11 @@ class Validator:
             loss = self.loss_fn(heatmaps, target.to(self.device), weight.to(self.device))
             loss_sum = float(loss) * n
         hm = heatmaps.cpu().numpy()
-        acc_sum = accuracy(hm, _numpy(target))[1] * n
-        center, scale = _numpy(meta["center"]), _numpy(meta["scale"])
+        acc_sum = accuracy(hm, as_numpy(target))[1] * n
+        center, scale = as_numpy(meta["center"]), as_numpy(meta["scale"])
         preds, maxvals = self.codec.decode(hm, center, scale)
-        self.evaluator.process(preds, maxvals, center, scale, _numpy(meta["score"]), _numpy(meta["image_id"]),
-                               _numpy(meta["index"]))
+        self.evaluator.process(preds, maxvals, center, scale, as_numpy(meta["score"]), as_numpy(meta["image_id"]),
+                               as_numpy(meta["index"]))
         if settings.debug.DEBUG and is_main_process() and i % settings.print_freq == 0:
             save_debug_images(settings.debug, images, meta, target, heatmaps, os.path.join(self.output_dir, f"val_{i}"),
                               settings.color_rgb, self.tb, 0 if epoch is None else epoch, "val")

@@ -21,6 +21,18 @@ from .attention import attention_placement, create_attention
 BN_MOMENTUM = 0.1
 
 
+def init_conv_bn_(module: nn.Module) -> None:
+    """The official HRNet (and MMPose) initialisation of one module: a conv N(0, 0.001) with zero bias, a BatchNorm
+    weight 1 and bias 0; other modules are left as they are."""
+    if isinstance(module, nn.Conv2d):
+        nn.init.normal_(module.weight, std=0.001)
+        if module.bias is not None:
+            nn.init.constant_(module.bias, 0)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.constant_(module.weight, 1)
+        nn.init.constant_(module.bias, 0)
+
+
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False)
 

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from .blocks import init_conv_bn_
 from .litehrnet_blocks import ConditionalChannelWeighting, IterativeHead, ShuffleUnit, Stem
 
 MODULE_TYPES = ("LITE", "NAIVE")
@@ -174,13 +175,7 @@ class LiteHRNet(nn.Module):
     def init_weights(self) -> None:
         """MMPose's initialisation: convs N(0, 0.001) with zero bias, BN weight 1 and bias 0."""
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.normal_(m.weight, std=0.001)
-                if m.bias is not None:
-                    nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
+            init_conv_bn_(m)
 
 
 def _check_spec(stem_channels, stem_out_channels, num_modules, num_branches, num_blocks, module_type, with_fuse,

@@ -22,9 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import check_fuse_method
 from ..errors import ConfigError
 from .attention import attention_placement
-from .blocks import BN_MOMENTUM, Bottleneck, conv3x3, get_block, make_attention
+from .blocks import BN_MOMENTUM, Bottleneck, conv3x3, get_block, init_conv_bn_, make_attention
 
 
 class AttentionSpec:
@@ -200,10 +201,7 @@ class PoseHighResolutionNet(nn.Module):
                 )
             if len(channels) < len(pre_channels):
                 raise ValueError(f"STAGE{stage_id} has fewer branches than the stage before it")
-            fuse = str(spec.get("fuse_method", "SUM"))
-            if fuse.upper() != "SUM":
-                raise ConfigError(f"MODEL.EXTRA.STAGE{stage_id}.FUSE_METHOD is {fuse!r}; valid: ['SUM'] (branches are "
-                                 "fused by summing, as in the official model; no other method is built)")
+            check_fuse_method(f"STAGE{stage_id}", spec.get("fuse_method", "SUM"))
             setattr(self, f"transition{index + 1}", self._make_transition_layer(pre_channels, channels))
             stage, pre_channels = self._make_stage(spec, channels, block, stage_id, attention,
                                                    multi_scale_output=stage_id != 4)
@@ -278,12 +276,5 @@ class PoseHighResolutionNet(nn.Module):
         their own initialisation (zero-initialised context blocks must start as the identity)."""
         skip = tuple(self.attention_prefixes())
         for name, m in self.named_modules():
-            if skip and (name + ".").startswith(skip):
-                continue
-            if isinstance(m, nn.Conv2d):
-                nn.init.normal_(m.weight, std=0.001)
-                if m.bias is not None:
-                    nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
+            if not (skip and (name + ".").startswith(skip)):
+                init_conv_bn_(m)
