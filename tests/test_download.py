@@ -105,6 +105,13 @@ def _one_line(err: DownloadError, url: str, path: str) -> None:
     assert lines[1].startswith("hint: ") and url in lines[1] and f"put it at {path}" in lines[1]
 
 
+def _fails_in_one_line(url: str, path: str, timeout: float, match=None) -> None:
+    """download(url, path) raises a DownloadError (whose message matches `match`, if given) printed as _one_line."""
+    with pytest.raises(DownloadError, match=match) as info:
+        download(url, path, timeout=timeout, progress=False)
+    _one_line(info.value, url, path)
+
+
 def test_served_file_arrives_whole_and_verified(server, tmp_path):
     url = server + "weights-0123.pth"
     path = str(tmp_path / "cache" / "weights.pth")
@@ -128,18 +135,14 @@ def test_wrong_hash_is_refused_and_leaves_no_file(server, tmp_path):
 def test_http_error_is_a_download_error(server, tmp_path):
     url = server + "missing.pth"
     path = str(tmp_path / "cache" / "missing.pth")
-    with pytest.raises(DownloadError, match="404") as info:
-        download(url, path, timeout=5, progress=False)
-    _one_line(info.value, url, path)
+    _fails_in_one_line(url, path, timeout=5, match="404")
     assert _files(tmp_path / "cache") == []
 
 
 def test_closed_port_gives_the_one_line_message(closed_port, tmp_path):
     url = f"http://127.0.0.1:{closed_port}/weights.pth"
     path = str(tmp_path / "cache" / "weights.pth")
-    with pytest.raises(DownloadError) as info:
-        download(url, path, timeout=1, progress=False)
-    _one_line(info.value, url, path)
+    _fails_in_one_line(url, path, timeout=1)
     assert _files(tmp_path / "cache") == []
 
 
@@ -147,9 +150,7 @@ def test_server_that_never_answers_times_out(silent_port, tmp_path):
     url = f"http://127.0.0.1:{silent_port}/weights.pth"
     path = str(tmp_path / "cache" / "weights.pth")
     before = socket.getdefaulttimeout()
-    with pytest.raises(DownloadError, match="timed out") as info:
-        download(url, path, timeout=1, progress=False)
-    _one_line(info.value, url, path)
+    _fails_in_one_line(url, path, timeout=1, match="timed out")
     assert socket.getdefaulttimeout() == before  # the timeout is the request's, not the process's
     assert _files(tmp_path / "cache") == []
 
@@ -159,9 +160,7 @@ def test_download_cut_mid_file_leaves_nothing(stops_mid_file, tmp_path, hang_up)
     url, mode = stops_mid_file
     mode["hang_up"] = hang_up
     path = str(tmp_path / "cache" / "file.pth")
-    with pytest.raises(DownloadError) as info:
-        download(url, path, timeout=1, progress=False)
-    _one_line(info.value, url, path)
+    _fails_in_one_line(url, path, timeout=1)
     assert _files(tmp_path / "cache") == []  # neither the final file nor the partial temporary one
 
 

@@ -5,6 +5,8 @@ import shutil
 import pytest
 import torch
 
+from hrnet_pose.apis import zoo
+
 from testpaths import FIXTURES
 
 
@@ -34,3 +36,11 @@ def coco_val_root(tmp_path_factory) -> str:
         for image in json.load(f)["images"]:
             shutil.copy(os.path.join(src, "images", image["file_name"]), root / "images" / "val2017")
     return str(root)
+
+
+@pytest.fixture()
+def hub(tmp_path, monkeypatch):
+    """An empty torch hub cache and no offline switch."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv(zoo.OFFLINE_ENV, raising=False)
+    return os.path.join(str(tmp_path / "torch"), "hub", "checkpoints")

@@ -4,7 +4,6 @@ offline use fails with one clear message, and a cached MMPose checkpoint runs th
 import hashlib
 import os
 import re
-from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -16,21 +15,15 @@ from hrnet_pose.config import load_config
 from hrnet_pose.errors import UserError, run_cli
 from hrnet_pose.models import build_model
 
-from testpaths import EXPERIMENTS, MINI, REPO
+from clitest import load_tool
+from testpaths import EXPERIMENTS, MINI
+from zoo_testlib import cache_mmpose_checkpoint
 
 IMAGE = os.path.join(MINI, "images")
 PARAMS = {32: 28_536_113, 48: 63_595_745}  # official pose_hrnet_w32 / w48 (tests/models/test_pose_hrnet.py)
 LITE_PARAMS = {18: 1_130_769, 30: 1_763_717}  # MMPose 1.3.2 LiteHRNet + HeatmapHead (tests/fixtures/SOURCES.md)
 HRNET_NAMES = sorted(n for n, e in zoo.ZOO.items() if n.startswith("hrnet_") and e.dataset == "coco")
 LITE_NAMES = sorted(n for n in zoo.ZOO if n.startswith("litehrnet_"))
-
-
-@pytest.fixture()
-def hub(tmp_path, monkeypatch):
-    """An empty torch hub cache and no offline switch."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.delenv(zoo.OFFLINE_ENV, raising=False)
-    return os.path.join(str(tmp_path / "torch"), "hub", "checkpoints")
 
 
 COCO_NAMES = sorted(n for n, e in zoo.ZOO.items() if e.dataset == "coco")  # MPII entries: tests/apis/test_zoo_mpii.py
@@ -148,12 +141,8 @@ def test_unreachable_server_is_a_download_error(hub, monkeypatch):
 
 
 def test_cli_without_network_prints_one_message(hub, monkeypatch, capsys, tmp_path):
-    import importlib.util
-
     monkeypatch.setenv(zoo.OFFLINE_ENV, "1")
-    spec = importlib.util.spec_from_file_location("hrnet_pose_tools_export", os.path.join(REPO, "tools", "export.py"))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool("export")
     status = run_cli(tool.main, ["--weights", "hrnet_w32_256x192_dark", "--out", str(tmp_path / "m.onnx")])
     err = capsys.readouterr().err
     assert status == 2
@@ -220,17 +209,11 @@ def test_test_tool_config_takes_the_zoo_entry(hub, tiny_cfg_path):
 
 def test_from_pretrained_runs_a_cached_mmpose_checkpoint(hub):
     """An MMPose 1.x-layout W32 file in the cache, as the download leaves it, runs through the estimator."""
-    entry = zoo.get_entry("hrnet_w32_256x192")
-    torch.manual_seed(0)
-    model = build_model(zoo.entry_config(entry.name)).eval()
-    mmpose = OrderedDict((("head." if k.startswith("final_layer.") else "backbone.") + k, v)
-                         for k, v in model.state_dict().items())
-    os.makedirs(hub)
-    torch.save({"meta": {"dataset_meta": {"sigmas": np.full(17, 0.05)}}, "state_dict": mmpose},
-               os.path.join(hub, entry.filename))
+    name = "hrnet_w32_256x192"
+    model = cache_mmpose_checkpoint(hub, name, "head.", {"dataset_meta": {"sigmas": np.full(17, 0.05)}})
     from hrnet_pose.apis.estimator import PoseEstimator
 
-    est = PoseEstimator.from_pretrained(entry.name, device="cpu")
+    est = PoseEstimator.from_pretrained(name, device="cpu")
     loaded = est.backend.model.state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())
     image = os.path.join(IMAGE, sorted(os.listdir(IMAGE))[0])

@@ -4,7 +4,6 @@ cached MMPose 0.x MPII file runs through PoseEstimator.from_pretrained with the 
 
 import os
 import re
-from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -16,20 +15,15 @@ from hrnet_pose.config import load_config
 from hrnet_pose.keypoints import MPII16
 from hrnet_pose.models import build_model
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from testpaths import REPO
+from zoo_testlib import cache_mmpose_checkpoint
+
 MPII_NAMES = sorted(n for n, e in zoo.ZOO.items() if e.dataset == "mpii")
 # (Mean, Mean@0.1) as published: MMPose 0.x hrnet_mpii.md / hrnet_dark_mpii.md (fractions there), official README
 REPORTED = {"hrnet_w32_mpii_256x256": (90.0, 33.4), "hrnet_w48_mpii_256x256": (90.1, 33.7),
             "hrnet_w32_mpii_256x256_dark": (90.4, 35.4), "hrnet_w48_mpii_256x256_dark": (90.5, 36.0),
             "hrnet_w32_mpii_256x256_official": (90.3, 37.7)}
 PARAMS = {32: 28_536_113 - 33, 48: 63_595_745 - 49}  # official 17-joint counts less one output channel (C + bias)
-
-
-@pytest.fixture()
-def hub(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.delenv(zoo.OFFLINE_ENV, raising=False)
-    return os.path.join(str(tmp_path / "torch"), "hub", "checkpoints")
 
 
 def test_entries_and_reported_numbers():
@@ -76,17 +70,12 @@ def test_official_mpii_file_is_looked_for_in_pose_mpii(hub, monkeypatch, tmp_pat
 
 
 def test_from_pretrained_runs_a_cached_mmpose_0x_mpii_checkpoint(hub):
-    entry = zoo.get_entry("hrnet_w32_mpii_256x256")
-    torch.manual_seed(0)
-    model = build_model(zoo.entry_config(entry.name)).eval()
+    name = "hrnet_w32_mpii_256x256"
     # the MMPose 0.x TopDown layout: backbone.* and keypoint_head.final_layer.*
-    mmpose = OrderedDict((("keypoint_head." if k.startswith("final_layer.") else "backbone.") + k, v)
-                         for k, v in model.state_dict().items())
-    os.makedirs(hub)
-    torch.save({"meta": {}, "state_dict": mmpose}, os.path.join(hub, entry.filename))
+    model = cache_mmpose_checkpoint(hub, name, "keypoint_head.", {})
     from hrnet_pose.apis.estimator import PoseEstimator
 
-    est = PoseEstimator.from_pretrained(entry.name, device="cpu")
+    est = PoseEstimator.from_pretrained(name, device="cpu")
     assert est.keypoint_set is MPII16
     loaded = est.backend.model.state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())

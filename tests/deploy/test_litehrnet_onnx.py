@@ -3,18 +3,14 @@ pooling to the smallest branch is a fixed-size AveragePool, not a shape-dependen
 the same keypoints on both backends on the real COCO fixture images, and tools/export.py exports, checks and refuses
 an input size the network cannot take with one message."""
 
-import importlib.util
-import json
 import os
 
 import numpy as np
 import onnx
 import pytest
 import torch
-from torch import nn
 
 from hrnet_pose.apis import zoo
-from hrnet_pose.apis.estimator import PoseEstimator
 from hrnet_pose.deploy.export import export_onnx
 from hrnet_pose.deploy.onnx_backend import OnnxRuntimeBackend
 from hrnet_pose.codecs.heatmap import build_codec
@@ -22,9 +18,11 @@ from hrnet_pose.config import load_config
 from hrnet_pose.errors import run_cli
 from hrnet_pose.models import build_model
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-MINI = os.path.join(REPO, "tests", "fixtures", "coco_real_mini")
-QUICKSTART = os.path.join(REPO, "experiments", "synthetic", "litehrnet_quickstart.yaml")
+from clitest import load_tool
+from onnx_testlib import estimators_on_both_backends, fixture_people, randomise, results_on_both
+from testpaths import EXPERIMENTS
+
+QUICKSTART = os.path.join(EXPERIMENTS, "synthetic", "litehrnet_quickstart.yaml")
 # onnxruntime and PyTorch sum convolutions and pools in different orders: float32 rounding of O(1)-O(10) heatmaps
 # through ~100 layers stays below 1e-5 relative; 1e-4 absolute is the issue's bound and the HRNet tests'
 HEATMAP_ATOL = 1e-4
@@ -33,26 +31,11 @@ KEYPOINT_ATOL = 0.01  # pixels: the argmax does not move and the quarter offset'
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _randomise(model: nn.Module, seed: int) -> nn.Module:
-    """PyTorch's default conv init and random BN affine and statistics: peaked, non-trivial heatmaps."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.Conv2d):
-                m.reset_parameters()
-            elif isinstance(m, nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_(0.0, 0.1)
-                m.running_mean.normal_(0.0, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
 def lh18(tmp_path_factory):
     """Lite-HRNet-18 256x192 (the zoo entry's config), random weights, exported once with a dynamic batch."""
     cfg = zoo.entry_config("litehrnet_18_256x192")
-    model = _randomise(build_model(cfg), seed=0)
+    model = randomise(build_model(cfg), seed=0)
     path = str(tmp_path_factory.mktemp("onnx") / "litehrnet_18.onnx")
     export_onnx(model, path, tuple(cfg.MODEL.IMAGE_SIZE))
     return cfg, model, path
@@ -85,47 +68,26 @@ def test_lh18_graph_has_a_dynamic_batch_and_fixed_pools(lh18):
     assert not ops & {"AdaptiveAvgPool2d", "ATen"}
 
 
-def _fixture_people():
-    """(image path, [N,4] x1y1x2y2 boxes) of the real COCO fixture images, from their ground-truth boxes."""
-    ann = json.load(open(os.path.join(MINI, "annotations", "person_keypoints_mini_val2017.json")))
-    out = []
-    for image in ann["images"]:
-        xywh = np.array([a["bbox"] for a in ann["annotations"] if a["image_id"] == image["id"]], np.float32)
-        if len(xywh):
-            out.append((os.path.join(MINI, "images", image["file_name"]),
-                        np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)))
-    return out
-
-
 def test_estimator_same_keypoints_on_both_backends(tmp_path):
     """The quickstart-sized Lite-HRNet with the zoo's test settings (flip test, shifted heatmap, quarter offset)."""
     cfg = load_config(QUICKSTART, ["TEST.FLIP_TEST", "True", "CODEC.DECODER", "default"])
-    model = _randomise(build_model(cfg), seed=1)
+    model = randomise(build_model(cfg), seed=1)
     pth = str(tmp_path / "lite.pth")
     torch.save(model.state_dict(), pth)
     onnx_path = export_onnx(model, str(tmp_path / "lite.onnx"), tuple(cfg.MODEL.IMAGE_SIZE))
-    torch_est = PoseEstimator.from_config(cfg, weights=pth, device="cpu")
-    ort_est = PoseEstimator.from_config(cfg, weights=onnx_path, device="cpu")
+    torch_est, ort_est = estimators_on_both_backends(cfg, pth, onnx_path)
     assert (torch_est.backend.name, ort_est.backend.name) == ("torch", "onnxruntime") and ort_est.flip_test
-    people = _fixture_people()
+    people = fixture_people()
     assert sum(len(b) for _, b in people) >= 10
-    for image, boxes in people:
-        a, b = torch_est(image, boxes=boxes), ort_est(image, boxes=boxes)
+    for boxes, a, b in results_on_both(people, torch_est, ort_est):
         assert a.keypoints.shape == b.keypoints.shape == (len(boxes), 17, 2)
         np.testing.assert_allclose(b.scores, a.scores, rtol=0, atol=HEATMAP_ATOL)
         np.testing.assert_allclose(b.keypoints, a.keypoints, rtol=0, atol=KEYPOINT_ATOL)
 
 
-def _export_tool():
-    spec = importlib.util.spec_from_file_location("hrnet_pose_tools_export", os.path.join(REPO, "tools", "export.py"))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
-
-
 def test_export_tool_checks_lite_hrnet_at_batch_1_and_5(tmp_path, capsys):
     out = str(tmp_path / "lite.onnx")
-    diff = _export_tool().main(["--cfg", QUICKSTART, "--weights", "none", "--out", out, "--batch", "1,5"])
+    diff = load_tool("export").main(["--cfg", QUICKSTART, "--weights", "none", "--out", out, "--batch", "1,5"])
     printed = capsys.readouterr().out
     assert diff < HEATMAP_ATOL and "input [N, 3, 96, 64]" in printed and "batch sizes [1, 5]" in printed
     assert OnnxRuntimeBackend(out).static_batch is None
@@ -133,8 +95,8 @@ def test_export_tool_checks_lite_hrnet_at_batch_1_and_5(tmp_path, capsys):
 
 def test_export_tool_refuses_an_input_size_with_one_message(tmp_path, capsys):
     out = tmp_path / "bad.onnx"
-    status = run_cli(_export_tool().main, ["--cfg", QUICKSTART, "--weights", "none", "--out", str(out),
-                                           "MODEL.IMAGE_SIZE", "[72, 96]", "MODEL.HEATMAP_SIZE", "[18, 24]"])
+    status = run_cli(load_tool("export").main, ["--cfg", QUICKSTART, "--weights", "none", "--out", str(out),
+                                                "MODEL.IMAGE_SIZE", "[72, 96]", "MODEL.HEATMAP_SIZE", "[18, 24]"])
     err = capsys.readouterr().err
     assert status == 2 and "Traceback" not in err
     assert err.splitlines()[0].startswith("error: MODEL.IMAGE_SIZE [72, 96] does not fit Lite-HRNet")

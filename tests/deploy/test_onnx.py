@@ -2,8 +2,6 @@
 attention variant yaml at a small size, batch 1 and 7 through one dynamic-batch graph); PoseEstimator gives the same
 keypoints on both backends on real COCO images; tools/export.py end to end; an unexportable block is named."""
 
-import importlib.util
-import json
 import os
 
 import numpy as np
@@ -12,7 +10,6 @@ import torch
 from torch import nn
 
 from hrnet_pose.apis import zoo
-from hrnet_pose.apis.estimator import PoseEstimator
 from hrnet_pose.deploy.export import OnnxExportError, check_onnx, export_onnx
 from hrnet_pose.deploy.onnx_backend import CONFIG_KEY, OnnxRuntimeBackend, config_from_metadata
 from hrnet_pose.codecs.heatmap import build_codec
@@ -21,7 +18,9 @@ from hrnet_pose.models import build_model, load_weights
 from hrnet_pose.models.attention import list_attentions
 from hrnet_pose.models.blocks import SoftGateBlock
 
-from testpaths import EXPERIMENTS, MINI, REPO, TINY_YAML
+from clitest import load_tool
+from onnx_testlib import estimators_on_both_backends, fixture_people, randomise, results_on_both
+from testpaths import EXPERIMENTS, TINY_YAML
 
 ATTN = os.path.join(EXPERIMENTS, "coco", "hrnet_attn")
 # narrow, shallow and small: the attention variants' export and check take a second or two each
@@ -42,25 +41,6 @@ KEYPOINT_FLIP_SHARE = 0.02
 def _acts(module: nn.Module) -> bool:
     """An attention block, or a SOFTGATE residual block (its gate is the block's own alpha, not a separate module)."""
     return getattr(module, "is_attention", False) or isinstance(module, SoftGateBlock)
-
-
-def _randomise(model: nn.Module, seed: int) -> nn.Module:
-    """PyTorch's default init for every conv/linear (zero-initialised context-block outputs included) and random BN
-    affine and statistics, so that attention blocks change the output instead of starting as the identity."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (nn.Conv2d, nn.Conv1d, nn.Linear)):
-                m.reset_parameters()
-            elif isinstance(m, nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_(0.0, 0.1)
-                m.running_mean.normal_(0.0, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-            elif _acts(m):
-                for p in m.parameters(recurse=False):  # gate scalars such as soft-gating's alpha
-                    p.normal_(0.5, 0.2)
-    return model.eval()
 
 
 def _boxes(n: int, cfg, seed: int):
@@ -154,7 +134,9 @@ def test_variant_yamls_cover_every_registered_block():
 @pytest.mark.parametrize("variant", ATTN_VARIANTS)
 def test_attention_variant_exports_and_matches(variant, tmp_path):
     cfg = load_config(os.path.join(ATTN, f"w32_256x192_adam_lr1e-3_{variant}.yaml"), SMALL)
-    model = _randomise(build_model(cfg), seed=1)
+    # every conv/linear at PyTorch's default init (zero-initialised context-block outputs included) and random gate
+    # scalars, so that attention blocks change the output instead of starting as the identity
+    model = randomise(build_model(cfg), seed=1, reset=(nn.Conv2d, nn.Conv1d, nn.Linear), gates=_acts)
     changes = []
     hooks = [m.register_forward_hook(lambda mod, args, out: changes.append(float((out - args[0]).abs().max())))
              for m in model.modules() if _acts(m)]
@@ -201,18 +183,6 @@ def test_static_batch_graph_runs_any_batch(tmp_path, tiny_official):
     assert check_onnx(path, model, (1, 3)) < HEATMAP_ATOL
 
 
-def _fixture_people():
-    """(image path, [N,4] x1y1x2y2 boxes) of the real COCO fixture images, from their ground-truth boxes."""
-    ann = json.load(open(os.path.join(MINI, "annotations", "person_keypoints_mini_val2017.json")))
-    out = []
-    for image in ann["images"]:
-        xywh = np.array([a["bbox"] for a in ann["annotations"] if a["image_id"] == image["id"]], np.float32)
-        if len(xywh):
-            out.append((os.path.join(MINI, "images", image["file_name"]),
-                        np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)))
-    return out
-
-
 @pytest.mark.parametrize("codec_opts", [[], ["CODEC.UDP", "True", "CODEC.DECODER", "dark", "TEST.SHIFT_HEATMAP",
                                              "False"]], ids=["official", "udp_dark"])
 def test_estimator_same_keypoints_on_both_backends(codec_opts, tmp_path, tiny_official):
@@ -222,14 +192,12 @@ def test_estimator_same_keypoints_on_both_backends(codec_opts, tmp_path, tiny_of
     model = build_model(cfg).eval()
     load_weights(model, pth)
     onnx_path = export_onnx(model, str(tmp_path / "tiny.onnx"), tuple(cfg.MODEL.IMAGE_SIZE))
-    torch_est = PoseEstimator.from_config(cfg, weights=pth, device="cpu")
-    ort_est = PoseEstimator.from_config(cfg, weights=onnx_path, device="cpu")
+    torch_est, ort_est = estimators_on_both_backends(cfg, pth, onnx_path)
     assert torch_est.backend.name == "torch" and ort_est.backend.name == "onnxruntime" and ort_est.flip_test
-    people = _fixture_people()
+    people = fixture_people()
     assert sum(len(b) for _, b in people) >= 10
     diffs = []
-    for image, boxes in people:
-        a, b = torch_est(image, boxes=boxes), ort_est(image, boxes=boxes)
+    for boxes, a, b in results_on_both(people, torch_est, ort_est):
         assert a.keypoints.shape == b.keypoints.shape == (len(boxes), 17, 2)
         np.testing.assert_allclose(b.scores, a.scores, rtol=0, atol=HEATMAP_ATOL)  # heatmap maxima: as heatmaps
         np.testing.assert_array_equal(b.boxes, a.boxes)
@@ -242,9 +210,7 @@ def test_estimator_same_keypoints_on_both_backends(codec_opts, tmp_path, tiny_of
 
 
 def test_export_tool_end_to_end(tmp_path, tiny_official, capsys):
-    spec = importlib.util.spec_from_file_location("hrnet_pose_tools_export", os.path.join(REPO, "tools", "export.py"))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool("export")
     pth = str(tmp_path / "tiny.pth")
     torch.save(tiny_official["state_dict"], pth)
     out = str(tmp_path / "tiny.onnx")

@@ -1,4 +1,9 @@
-"""Fixtures for the engine tests: a tiny synthetic COCO-format dataset and one intra-op thread."""
+"""Fixtures for the engine tests: a tiny synthetic COCO-format dataset (and a copy with an unreadable image) and one
+intra-op thread."""
+
+import glob
+import os
+import shutil
 
 import pytest
 
@@ -11,6 +16,17 @@ def tiny_synthetic_root(tmp_path_factory) -> str:
     root = str(tmp_path_factory.mktemp("synthetic") / "data")
     generate_synthetic_coco(root, num_train=6, num_val=5, seed=3, image_size=(128, 128), max_people=3)
     return root
+
+
+@pytest.fixture()
+def root_with_bad_image(tiny_synthetic_root, tmp_path):
+    """A copy of the tiny synthetic dataset whose first training image (by name) is not a JPEG: (root, its name)."""
+    root = str(tmp_path / "data")
+    shutil.copytree(tiny_synthetic_root, root)
+    first = sorted(glob.glob(os.path.join(root, "images", "train", "*.jpg")))[0]
+    with open(first, "wb") as f:
+        f.write(b"not a jpeg")
+    return root, os.path.basename(first)
 
 
 @pytest.fixture(autouse=True)

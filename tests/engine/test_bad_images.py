@@ -1,24 +1,10 @@
 """An unreadable training image is skipped with a warning and counted; with DATASET.SKIP_BAD_IMAGES False it stops."""
 
-import glob
-import os
-import shutil
-
 import pytest
 
 from hrnet_pose.engine.trainer import Trainer
 
 from engine_testlib import tiny_train_cfg
-
-
-@pytest.fixture()
-def root_with_bad_image(tiny_synthetic_root, tmp_path):
-    root = str(tmp_path / "data")
-    shutil.copytree(tiny_synthetic_root, root)
-    first = sorted(glob.glob(os.path.join(root, "images", "train", "*.jpg")))[0]
-    with open(first, "wb") as f:
-        f.write(b"not a jpeg")
-    return root, os.path.basename(first)
 
 
 def test_training_skips_and_counts_unreadable_images(root_with_bad_image, tmp_path, caplog):

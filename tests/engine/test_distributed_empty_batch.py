@@ -11,7 +11,6 @@ import glob
 import json
 import math
 import os
-import shutil
 import socket
 import time
 
@@ -62,15 +61,9 @@ def _worker(rank, world, port, root, out, bad_name):
 
 
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed + gloo")
-def test_batch_without_readable_images_on_one_rank(tiny_synthetic_root, tmp_path):
-    root = str(tmp_path / "data")
-    shutil.copytree(tiny_synthetic_root, root)
-    bad = sorted(glob.glob(os.path.join(root, "images", "train", "*.jpg")))[0]
-    with open(bad, "wb") as f:
-        f.write(b"not a jpeg")
-
-    context = mp.spawn(_worker, args=(2, _free_port(), root, str(tmp_path), os.path.basename(bad)), nprocs=2,
-                       join=False)
+def test_batch_without_readable_images_on_one_rank(root_with_bad_image, tmp_path):
+    root, bad_name = root_with_bad_image
+    context = mp.spawn(_worker, args=(2, _free_port(), root, str(tmp_path), bad_name), nprocs=2, join=False)
     deadline = time.time() + 300
     while not context.join(timeout=5):
         if time.time() > deadline:

@@ -3,7 +3,6 @@
 import json
 import os
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,15 +17,7 @@ from hrnet_pose.evaluation import (
 from hrnet_pose.geometry import box_to_center_scale
 from hrnet_pose.keypoints import load_keypoint_set
 
-import testpaths
-
-FIX = Path(testpaths.FIXTURES)
-MINI = Path(testpaths.MINI)
-VAL_ANN = Path(testpaths.MINI_VAL_ANN)
-ALL_ANN = Path(testpaths.MINI, "annotations", "person_keypoints_mini.json")
-PEER = Path(testpaths.MINI, "peer_results")
-
-OFFICIAL_OKS_THRE = 0.9  # TEST.OKS_THRE of the official COCO yamls, which made the reference numbers
+from coco_eval_testlib import ALL_ANN, FIX, OFFICIAL_OKS_THRE, PEER, VAL_ANN
 
 
 @pytest.fixture(scope="module")

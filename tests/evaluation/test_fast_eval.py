@@ -5,7 +5,6 @@ import contextlib
 import io
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,15 +18,7 @@ from hrnet_pose.evaluation.oks_nms import oks_nms, oks_nms_grouped, rescore
 from hrnet_pose.evaluation.synthetic_eval import make_synthetic_eval
 from hrnet_pose.keypoints import COCO17, load_keypoint_set
 
-import testpaths
-
-FIX = Path(testpaths.FIXTURES)
-MINI = Path(testpaths.MINI)
-VAL_ANN = Path(testpaths.MINI_VAL_ANN)
-ALL_ANN = Path(testpaths.MINI, "annotations", "person_keypoints_mini.json")
-PEER = Path(testpaths.MINI, "peer_results")
-
-OFFICIAL_OKS_THRE = 0.9  # TEST.OKS_THRE of the official COCO yamls, which made the reference numbers
+from coco_eval_testlib import ALL_ANN, FIX, OFFICIAL_OKS_THRE, PEER, VAL_ANN
 
 
 def _coco(dataset):

@@ -132,14 +132,20 @@ def test_eval_forward_is_deterministic_and_per_sample(name):
             assert not torch.allclose(m.train()(x), out, atol=1e-3)  # so the check above can see train-mode BN
 
 
-@pytest.mark.parametrize("name", list_attentions("skip") + list_attentions("context"))
-@pytest.mark.parametrize("mode", ["train", "eval"])
-def test_identity_at_init(name, mode):
+def _forward_fresh(name: str, mode: str):
+    """(output, input) of a freshly built block `name` in train or eval `mode`, on the generic input, without grad."""
     m = _build(name)
     m.train(mode == "train")
     x = _input()
     with torch.no_grad():
-        assert torch.equal(m(x), x)
+        return m(x), x
+
+
+@pytest.mark.parametrize("name", list_attentions("skip") + list_attentions("context"))
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_identity_at_init(name, mode):
+    out, x = _forward_fresh(name, mode)
+    assert torch.equal(out, x)
 
 
 @pytest.mark.parametrize("name", list_attentions("context"))
@@ -155,11 +161,8 @@ def test_context_blocks_are_not_identity_after_training_step(name):
 @pytest.mark.parametrize("name", list_attentions("gate"))
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_gate_changes_generic_input(name, mode):
-    m = _build(name)
-    m.train(mode == "train")
-    x = _input()
-    with torch.no_grad():
-        assert not torch.allclose(m(x), x, atol=1e-3)
+    out, x = _forward_fresh(name, mode)
+    assert not torch.allclose(out, x, atol=1e-3)
 
 
 @pytest.mark.parametrize("name", list_attentions("context") + ["softgate", "sge"])

@@ -103,24 +103,25 @@ def test_video_file_every_frame(tmp_path, ext, fourcc):
     assert band == pytest.approx([i * 20 for i in range(9)], abs=6)
 
 
+def _refused(path, match: str) -> None:
+    """open_source(path) raises a SourceError whose message matches `match`."""
+    with pytest.raises(SourceError, match=match):
+        open_source(str(path))
+
+
 def test_errors_are_clear(tmp_path):
-    with pytest.raises(SourceError, match=r"image .*missing\.jpg does not exist|source .*missing\.jpg does not exist"):
-        open_source(str(tmp_path / "missing.jpg"))
+    _refused(tmp_path / "missing.jpg", r"image .*missing\.jpg does not exist|source .*missing\.jpg does not exist")
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_bytes(b"this is not a jpeg")
-    with pytest.raises(SourceError, match=r"corrupt\.jpg cannot be decoded"):
-        open_source(str(corrupt))
+    _refused(corrupt, r"corrupt\.jpg cannot be decoded")
     fake = tmp_path / "fake.mp4"
     fake.write_text("a text file with a video extension")
-    with pytest.raises(SourceError, match=r"video .*fake\.mp4 could not be opened"):
-        open_source(str(fake))
+    _refused(fake, r"video .*fake\.mp4 could not be opened")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SourceError, match=r"folder .*empty has no images"):
-        open_source(str(tmp_path / "empty"))
+    _refused(tmp_path / "empty", r"folder .*empty has no images")
     other = tmp_path / "data.bin"
     other.write_bytes(b"\x00\x01")
-    with pytest.raises(SourceError, match=r"neither an image .* nor a video"):
-        open_source(str(other))
+    _refused(other, r"neither an image .* nor a video")
     assert issubclass(SourceError, UserError)
 
 

@@ -2,7 +2,6 @@
 TensorBoard, debug images, metrics.json; test.py on real COCO images with official weights (GT and detector boxes)."""
 
 import glob
-import importlib.util
 import json
 import os
 import shutil
@@ -14,22 +13,15 @@ from hrnet_pose.datasets.synthetic import generate_synthetic_coco
 from hrnet_pose.evaluation import run_cocoeval
 from hrnet_pose.models import CheckpointMismatchError
 
+from clitest import CPU_QUIET, load_tool
 from testpaths import FIXTURES, REPO, TINY_YAML
 
 
-def _load_tool(name):
-    # by path: a module called `test` would clash with the standard library's `test` package
-    spec = importlib.util.spec_from_file_location(f"hrnet_pose_tools_{name}", os.path.join(REPO, "tools", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-test_tool = _load_tool("test")
-train_tool = _load_tool("train")
+test_tool = load_tool("test")
+train_tool = load_tool("train")
 
 STATS = ["AP", "Ap .5", "AP .75", "AP (M)", "AP (L)", "AR", "AR .5", "AR .75", "AR (M)", "AR (L)"]
-COMMON = ["ENGINE.DEVICE", "cpu", "ENGINE.PROGRESS_BAR", "False", "WORKERS", "0"]
+COMMON = CPU_QUIET
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -1,7 +1,6 @@
 """tools/train.py then tools/test.py with the quickstart Lite-HRNet yaml on a tiny synthetic dataset, through their
 main([...]) as a user runs them; and the train tool's one-line error for an input Lite-HRNet cannot take."""
 
-import importlib.util
 import json
 import math
 import os
@@ -15,19 +14,13 @@ from hrnet_pose.errors import run_cli
 from hrnet_pose.models import build_model, load_weights
 from hrnet_pose.models.litehrnet import LiteHRNet
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from clitest import CPU_QUIET, load_tool
+from testpaths import REPO
+
 QUICKSTART = os.path.join(REPO, "experiments", "synthetic", "litehrnet_quickstart.yaml")
-COMMON = ["ENGINE.DEVICE", "cpu", "ENGINE.PROGRESS_BAR", "False", "ENGINE.TENSORBOARD", "False", "WORKERS", "0"]
+COMMON = CPU_QUIET + ["ENGINE.TENSORBOARD", "False"]
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def _load_tool(name):
-    # by path: a module called `test` would clash with the standard library's `test` package
-    spec = importlib.util.spec_from_file_location(f"hrnet_pose_tools_{name}", os.path.join(REPO, "tools", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_train_then_test_quickstart_litehrnet_on_synthetic(tmp_path, capsys):
@@ -37,7 +30,7 @@ def test_train_then_test_quickstart_litehrnet_on_synthetic(tmp_path, capsys):
     opts = data + ["TRAIN.END_EPOCH", "2", "TRAIN.LR_STEP", "[1, 2]", "TRAIN.BATCH_SIZE_PER_GPU", "4",
                    "TEST.INTERVAL", "1", "ENGINE.WARMUP_ITERS", "2", "PRINT_FREQ", "1"] + COMMON
     dirs = ["--modelDir", str(tmp_path / "output"), "--logDir", str(tmp_path / "log")]
-    trained = _load_tool("train").main(["--cfg", QUICKSTART] + dirs + opts)
+    trained = load_tool("train").main(["--cfg", QUICKSTART] + dirs + opts)
     out_dir = str(tmp_path / "output" / "synthetic" / "lite_hrnet" / "litehrnet_quickstart")
     assert trained["output_dir"] == out_dir
     for name in ("checkpoint.pth", "final_state.pth", "config.yaml", "history.json"):
@@ -55,7 +48,7 @@ def test_train_then_test_quickstart_litehrnet_on_synthetic(tmp_path, capsys):
     assert not torch.equal(model.final_layer.weight, init.final_layer.weight)
 
     capsys.readouterr()
-    tested = _load_tool("test").main(["--cfg", QUICKSTART] + dirs + data + COMMON)
+    tested = load_tool("test").main(["--cfg", QUICKSTART] + dirs + data + COMMON)
     assert tested["model_file"] == os.path.join(out_dir, "final_state.pth")
     printed = capsys.readouterr().out
     assert "| Arch | AP |" in printed and "GT boxes, flip test off, decoder dark, input 64x96 (WxH)" in printed
@@ -65,7 +58,7 @@ def test_train_then_test_quickstart_litehrnet_on_synthetic(tmp_path, capsys):
 
 
 def test_train_tool_refuses_an_input_size_with_one_message(tmp_path, capsys):
-    status = run_cli(_load_tool("train").main,
+    status = run_cli(load_tool("train").main,
                      ["--cfg", QUICKSTART, "--modelDir", str(tmp_path / "output"), "--logDir", str(tmp_path / "log"),
                       "DATASET.ROOT", str(tmp_path / "none"), "MODEL.IMAGE_SIZE", "[64, 80]",
                       "MODEL.HEATMAP_SIZE", "[16, 20]"] + COMMON)

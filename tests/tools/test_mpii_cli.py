@@ -3,7 +3,6 @@ metrics.json equal to PCKh recomputed from the pred.mat the run wrote, the best 
 yaml run unchanged by test.py, and a missing gt_valid.mat reported as one user error."""
 
 import glob
-import importlib.util
 import json
 import os
 
@@ -18,24 +17,19 @@ from hrnet_pose.errors import run_cli
 from hrnet_pose.evaluation.mpii import STATS_NAMES, evaluate_pckh, load_gt_mat
 from hrnet_pose.models import build_model
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from clitest import CPU_QUIET, load_tool
+from testpaths import REPO
+
 QUICKSTART = os.path.join(REPO, "experiments", "synthetic", "mpii_quickstart.yaml")
 OFFICIAL_W32 = os.path.join(REPO, "experiments", "mpii", "hrnet", "w32_256x256_adam_lr1e-3.yaml")
-COMMON = ["ENGINE.DEVICE", "cpu", "ENGINE.PROGRESS_BAR", "False", "WORKERS", "0"]
+COMMON = CPU_QUIET
 HEADER = "| Arch | Head | Shoulder | Elbow | Wrist | Hip | Knee | Ankle | Mean | Mean@0.1 |"
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(f"hrnet_pose_tools_{name}", os.path.join(REPO, "tools", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-test_tool = _load_tool("test")
-train_tool = _load_tool("train")
+test_tool = load_tool("test")
+train_tool = load_tool("train")
 
 
 def _pckh_of_pred_mat(out_dir, root):
