@@ -34,8 +34,9 @@ from torchvision.models import detection as tv_detection
 from torchvision.ops import nms
 
 from ..download import DownloadError, download
-from ..errors import UserError
+from ..errors import CheckpointMismatchError, UserError
 from ..geometry import invalid_box
+from ..models.weights import read_state_dict_file
 
 MAX_PERSONS = 100  # the person cap per frame of every detector, the API and tools/demo.py --max-persons
 
@@ -139,29 +140,16 @@ def _download(name: str, progress: bool = True) -> str:
 
 def _read_state_dict(path: str, mmap: bool = False) -> Dict[str, torch.Tensor]:
     """A torchvision detection state dict from a `.pth`: a bare state dict, or a checkpoint holding one under 'model'
-    (torchvision's reference training scripts) or 'state_dict'; a DataParallel 'module.' prefix is stripped.
-    mmap=True maps the tensors instead of reading them (enough to look at the keys)."""
+    (torchvision's reference training scripts) or 'state_dict'; a DataParallel 'module.' prefix is stripped
+    (`models.weights.read_state_dict_file`). mmap=True maps the tensors instead of reading them."""
     if not os.path.isfile(path):
         raise UserError(f"detector weights file {path} does not exist (expected a torchvision detection state dict "
                         f"'.pth' for one of: {', '.join(DETECTORS)})")
     try:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-        except RuntimeError:
-            if not mmap:
-                raise
-            obj = torch.load(path, map_location="cpu", weights_only=True)  # the pre-1.6 format cannot be mapped
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means the same thing to the user
-        raise UserError(f"detector weights file {path} could not be loaded with torch.load ({type(err).__name__}: "
-                        f"{err}); expected a torchvision detection state dict '.pth'") from err
-    for key in ("model", "state_dict"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-            break
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise UserError(f"detector weights file {path} holds a {type(obj).__name__}, not a state dict of tensors "
-                        f"(or a checkpoint with one under 'model' / 'state_dict')")
-    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}
+        return dict(read_state_dict_file(path, mmap=mmap))
+    except CheckpointMismatchError as err:
+        raise UserError(f"detector weights file {path}: {err}; expected a torchvision detection state dict '.pth' "
+                        "(or a checkpoint with one under 'model' / 'state_dict')") from err
 
 
 def guess_architecture(state_dict: Dict[str, torch.Tensor]) -> str:
@@ -209,7 +197,7 @@ class PersonDetector:
         elif pretrained:
             source = _download(name, progress)
             try:
-                state_dict = torch.load(source, map_location="cpu", weights_only=True)
+                state_dict = dict(read_state_dict_file(source))
             except Exception as err:  # noqa: BLE001 - a truncated or foreign file in the cache
                 url = DETECTOR_WEIGHTS[name].url
                 raise DetectorWeightsUnavailable(name, url, source, f"{type(err).__name__}: {err}",

@@ -242,6 +242,14 @@ class CocoKeypoints(torch.utils.data.Dataset):
             raise image_read_error(path)
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if self.color_rgb else image
 
+    def skip_unreadable(self, err: ImageReadError) -> None:
+        """The unreadable-image policy of both sample paths: in training with `skip_bad_images` the sample is
+        counted and skipped with a warning; otherwise `err` is raised."""
+        if not (self.is_train and self.skip_bad_images):
+            raise err
+        self.num_skipped += 1
+        logger.warning("skipping a sample: %s", err)
+
     def prepare(self, index: int) -> Optional[Dict[str, Any]]:
         """Everything before tensors: the uint8 crop [H, W, 3], joints in crop pixels, the box and the rotation.
 
@@ -252,12 +260,9 @@ class CocoKeypoints(torch.utils.data.Dataset):
         rec = self.db[index]
         try:
             image = self.read_image(rec["image"])
-        except ImageReadError:
-            if self.is_train and self.skip_bad_images:
-                self.num_skipped += 1
-                logger.warning("skipping sample %d: unreadable image %s", index, rec["image"])
-                return None
-            raise
+        except ImageReadError as err:
+            self.skip_unreadable(err)
+            return None
         joints, joints_vis = rec["joints_3d"].copy(), rec["joints_3d_vis"].copy()
         center, scale, rot = rec["center"].copy(), rec["scale"].copy(), 0.0
         if self.is_train:

@@ -185,9 +185,5 @@ def _read(ds: Any, path: str, factor: int) -> Tuple[Optional[np.ndarray], int]:
         if not ds.is_train:  # samples of one image are consecutive only in evaluation order
             ds._fast_decode_cache = (path, factor, image)
         return image, factor
-    err = image_read_error(path)
-    if ds.is_train and ds.skip_bad_images:
-        ds.num_skipped += 1
-        logger.warning("skipping a sample: %s", err)
-        return None, factor
-    raise err
+    ds.skip_unreadable(image_read_error(path))  # raises unless the dataset skips unreadable training images
+    return None, factor

@@ -224,7 +224,7 @@ def evaluate_model_file(cfg: Any, cfg_path: str) -> Dict[str, Any]:
     from ..models.loss import build_loss
     from .checkpoint import FINAL_NAME
     from .distributed import init_distributed
-    from .outputs import close_logging, dump_config, run_paths, setup_logging
+    from .outputs import close_logging, dump_config, log_config, run_paths, setup_logging
 
     info = init_distributed(cfg.ENGINE.DIST_BACKEND, cfg.ENGINE.DEVICE)
     paths = run_paths(cfg, cfg_path, "test", broadcast_object(time.strftime("%Y-%m-%d-%H-%M")))
@@ -234,7 +234,7 @@ def evaluate_model_file(cfg: Any, cfg_path: str) -> Dict[str, Any]:
     try:
         if info.is_main:
             dump_config(cfg, paths.output_dir, "config_test.yaml")
-        logger.info("config:\n%s", cfg.dump(), extra={"file_only": True})  # log file only, not the console
+        log_config(cfg)
         model_file = cfg.TEST.MODEL_FILE or os.path.join(paths.output_dir, FINAL_NAME)
         if not os.path.isfile(model_file):
             raise FileNotFoundError(

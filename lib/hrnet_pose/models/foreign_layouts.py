@@ -144,13 +144,19 @@ def _numpy_safe_globals() -> Dict[str, object]:
     return allowed
 
 
-def load_checkpoint_file(path: str) -> object:
+def load_checkpoint_file(path: str, mmap: bool = False) -> object:
     """`torch.load(path, weights_only=True)` on CPU; a file that needs numpy's array reconstruction (an MMPose
-    ``meta``) is retried with exactly those numpy globals allowed. Anything else is a `CheckpointMismatchError`."""
+    ``meta``) is retried with exactly those numpy globals allowed. Anything else is a `CheckpointMismatchError`.
+    `mmap` maps the tensors where the file's format allows it (torch >= 1.6 zip files), else reads them."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint file not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        except RuntimeError:
+            if not mmap:
+                raise
+            return torch.load(path, map_location="cpu", weights_only=True)  # the pre-1.6 format cannot be mapped
     except pickle.UnpicklingError as err:
         first_error = err
     except Exception as err:  # corrupt or truncated file

@@ -37,16 +37,17 @@ def _is_state_dict(obj) -> bool:
     return isinstance(obj, Mapping) and len(obj) > 0 and all(isinstance(v, torch.Tensor) for v in obj.values())
 
 
-def read_state_dict(source: StateSource) -> "OrderedDict[str, torch.Tensor]":
-    """Load a state dict from a path or mapping: unwraps `model` / `state_dict` entries of training checkpoints and
-    strips a `module.` prefix. Files are read with `weights_only=True`."""
-    name = str(source) if not isinstance(source, Mapping) else "<state dict>"
-    if isinstance(source, Mapping):
-        obj = source
-    else:
-        if not os.path.isfile(source):
-            raise FileNotFoundError(f"checkpoint file not found: {source}")
-        obj = load_checkpoint_file(os.fspath(source))  # weights_only=True; numpy arrays of an MMPose `meta` allowed
+def read_state_dict_file(path: str, mmap: bool = False) -> "OrderedDict[str, torch.Tensor]":
+    """The state dict of a `.pth` as saved, for any network: a bare state dict, or one under `model` / `state_dict`
+    of a training checkpoint, with a DataParallel `module.` prefix stripped. Read with `weights_only=True` (numpy
+    arrays of an MMPose `meta` allowed); `mmap` maps the tensors instead of reading them (enough to look at keys).
+    CheckpointMismatchError when the file cannot be read or holds no state dict."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    return _unwrap_state_dict(load_checkpoint_file(os.fspath(path), mmap=mmap), str(path))
+
+
+def _unwrap_state_dict(obj: object, name: str) -> "OrderedDict[str, torch.Tensor]":
     if not _is_state_dict(obj):
         for key in ("model", "state_dict"):
             if isinstance(obj, Mapping) and _is_state_dict(obj.get(key)):
@@ -59,8 +60,18 @@ def read_state_dict(source: StateSource) -> "OrderedDict[str, torch.Tensor]":
                 f"found {keys})"
             )
     if all(k.startswith("module.") for k in obj):
-        obj = OrderedDict((k[len("module."):], v) for k, v in obj.items())
-    return to_official(obj, name)  # MMPose 0.x/1.x keys -> official ones; an unknown layout is an error
+        return OrderedDict((k[len("module."):], v) for k, v in obj.items())
+    return OrderedDict(obj)
+
+
+def read_state_dict(source: StateSource) -> "OrderedDict[str, torch.Tensor]":
+    """A pose model's state dict from a path (`read_state_dict_file`) or a mapping (unwrapped the same way), in
+    the official key names: MMPose 0.x/1.x layouts are renamed, an unknown layout is an error."""
+    if isinstance(source, Mapping):
+        name, obj = "<state dict>", _unwrap_state_dict(source, "<state dict>")
+    else:
+        name, obj = str(source), read_state_dict_file(os.fspath(source))
+    return to_official(obj, name)
 
 
 def _replaced_conv_map(model: nn.Module) -> Dict[str, Optional[str]]:
