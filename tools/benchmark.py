@@ -180,6 +180,15 @@ def _compare_backends(cfg, args, device: torch.device, input_hw, batches) -> lis
     return rows
 
 
+def _cpu_name() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), '' where it cannot be read."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        return ""
+
+
 def _models_side_by_side(cfg, args) -> int:
     """--mode models: --cfg and every --compare config, PyTorch and onnxruntime, in one run."""
     import platform
@@ -190,7 +199,7 @@ def _models_side_by_side(cfg, args) -> int:
     named += [(os.path.splitext(os.path.basename(path))[0], load_config(path, args.opts)) for path in args.compare]
     batches = [b or 1 for b in args.batch] if args.batch != [0] else [1, 6]
     rows = compare_models(named, batches, threads=args.threads, iters=args.iters)
-    print(f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {rows[0]['threads']} threads, "
+    print(f"CPU: {_cpu_name() or platform.machine()}, {os.cpu_count()} cores, {rows[0]['threads']} threads, "
           f"torch {torch.__version__}; random weights, median of {args.iters} calls")
     print(format_models_table(rows))
     if args.json:

@@ -16,7 +16,7 @@ from hrnet_pose.errors import UserError, run_cli
 from hrnet_pose.models import build_model
 
 from clitest import load_tool
-from testpaths import EXPERIMENTS, MINI
+from testpaths import EXPERIMENTS, MINI, REPO
 from zoo_testlib import cache_mmpose_checkpoint
 
 IMAGE = os.path.join(MINI, "images")
@@ -219,3 +219,11 @@ def test_from_pretrained_runs_a_cached_mmpose_checkpoint(hub):
     image = os.path.join(IMAGE, sorted(os.listdir(IMAGE))[0])
     result = est(image, boxes=[[10, 20, 110, 220]])
     assert result.keypoints.shape == (1, 17, 2) and np.isfinite(result.keypoints).all()
+
+
+def test_readme_table_is_the_zoo():
+    """The README's 'Pretrained models' table is `zoo.markdown_table()` as it stands (so its decoders and AP are the
+    entries' own)."""
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    assert zoo.markdown_table() in readme
