@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "tools/export.py)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--amp", default="", choices=["", "bf16", "fp16"], help="autocast on CUDA")
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime"],
+                   help="pose network runtime: auto = onnxruntime on a CPU (a .pth is exported once into "
+                        "$HRNET_POSE_CACHE or ~/.cache/hrnet_pose/onnx), PyTorch on CUDA")
     p.add_argument("--det-model", default="fasterrcnn",
                    help="person detector: fasterrcnn (accurate), mobilenet (fast) or none (whole frame = 1 person)")
     p.add_argument("--det-weights", default="", help="local detector weights file (instead of torchvision download)")
@@ -224,7 +227,7 @@ def build_estimator(args: argparse.Namespace) -> PoseEstimator:
                                   weights=args.det_weights or None)
     return PoseEstimator.from_config(config, args.weights or None, device=args.device, detector=detector,
                                      flip_test=args.flip_test, amp=args.amp, max_batch=args.max_batch,
-                                     opts=list(args.opts))
+                                     opts=list(args.opts), backend=args.backend)
 
 
 def _device_name(device: str) -> str:

@@ -117,23 +117,26 @@ class PoseEstimator:
     def from_config(cls, cfg_or_yaml: Union[CN, str, os.PathLike], weights: Optional[str] = None,
                     device: str = "auto", detector: Optional[Detector] = None, flip_test: Optional[bool] = None,
                     amp: str = "", max_batch: int = 32, opts: Sequence[str] = (),
-                    channels_last: bool = False) -> "PoseEstimator":
+                    channels_last: bool = False, backend: str = "auto") -> "PoseEstimator":
         """Estimator for a config (yaml path or CfgNode, plus `KEY VALUE` opts) and weights (.pth, .onnx, zoo name,
-        or None for random weights). `flip_test` defaults to the config's TEST.FLIP_TEST."""
+        or None for random weights). `flip_test` defaults to the config's TEST.FLIP_TEST. `backend` runs the network
+        in 'torch', 'onnxruntime' (a .pth is exported once into a cache) or 'auto' (onnxruntime on a CPU, PyTorch
+        on CUDA; `backends.build_backend`)."""
         cfg = load_config(cfg_or_yaml, list(opts))
         if weights is not None:
             from . import zoo
 
             weights = zoo.resolve_weights(str(weights))
-        backend = build_backend(cfg, weights, device, amp, channels_last)
-        return cls(backend, build_codec(cfg), get_keypoint_set(cfg.DATASET.KEYPOINT_SET),
+        runtime = build_backend(cfg, weights, device, amp, channels_last, backend)
+        return cls(runtime, build_codec(cfg), get_keypoint_set(cfg.DATASET.KEYPOINT_SET),
                    color_rgb=bool(cfg.DATASET.COLOR_RGB),
                    flip_test=bool(cfg.TEST.FLIP_TEST) if flip_test is None else bool(flip_test), detector=detector,
                    max_batch=max_batch)
 
     @classmethod
     def from_pretrained(cls, name: str, **kwargs: Any) -> "PoseEstimator":
-        """Estimator for a model zoo entry (`hrnet_pose.apis.zoo`): its config and its downloaded weights."""
+        """Estimator for a model zoo entry (`hrnet_pose.apis.zoo`): its config and its downloaded weights; keyword
+        arguments as `from_config` (e.g. `backend='torch'`)."""
         from . import zoo
 
         return cls.from_config(zoo.entry_config(name), zoo.resolve_weights(name), **kwargs)

@@ -4,6 +4,10 @@
 and returns float32 [N, K, h, w] heatmaps. Flip test and decoding stay in `PoseEstimator`, so both backends give the
 same `PoseResult`. `input_size` (w, h) and `num_keypoints` are read from the graph when they are static;
 `metadata` holds the file's metadata_props (the exporter stores the config yaml there: `config_from_metadata`).
+
+The session is tuned for a batch-1..N convnet on a CPU: all graph rewrites, one op at a time, and as many intra-op
+threads as the process has physical cores (`physical_cores`): hyperthreads share one core's vector units, so a
+second thread per core adds contention, not speed, for MLAS's convolutions.
 """
 
 import logging
@@ -20,6 +24,23 @@ logger = logging.getLogger(__name__)
 
 CONFIG_KEY = "hrnet_pose.config"
 ZOO_KEY = "hrnet_pose.zoo_name"
+
+
+def physical_cores() -> int:
+    """Physical cores among the CPUs this process may run on (its affinity mask, so a container's or `taskset`'s
+    limit counts), >= 1. Linux reads the core topology from sysfs; elsewhere every logical CPU counts as a core."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows: no affinity API in the os module
+        return max(1, os.cpu_count() or 1)
+    cores = set()
+    for cpu in cpus:
+        try:
+            with open(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list") as f:
+                cores.add(f.read().strip())  # the hyperthreads of one core share this list
+        except OSError:
+            cores.add(str(cpu))
+    return max(1, len(cores))
 
 
 def _providers(device: str, providers: Optional[Sequence[Union[str, Tuple[str, Dict]]]]) -> List:
@@ -50,6 +71,7 @@ class OnnxRuntimeBackend:
 
     def __init__(self, path: str, device: str = "cpu", num_threads: Optional[int] = None,
                  providers: Optional[Sequence[Union[str, Tuple[str, Dict]]]] = None) -> None:
+        """`num_threads`: intra-op threads; None = the physical cores of this process (`physical_cores`)."""
         try:
             import onnxruntime as ort
         except ImportError as err:
@@ -62,9 +84,10 @@ class OnnxRuntimeBackend:
         # intra-op pool: for a batch-1 convnet on a few cores, parallel op execution only adds contention
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        if num_threads:
-            options.intra_op_num_threads = int(num_threads)
-            options.inter_op_num_threads = 1
+        # onnxruntime's own default counts the host's cores, not the ones a container or affinity mask allows
+        options.intra_op_num_threads = int(num_threads) if num_threads else physical_cores()
+        options.inter_op_num_threads = 1
+        self.num_threads = options.intra_op_num_threads
         try:
             self.session = ort.InferenceSession(path, sess_options=options, providers=_providers(device, providers))
         except Exception as err:  # noqa: BLE001 - onnxruntime raises its own Fail/InvalidGraph types
