@@ -25,6 +25,16 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _onnx_cache(tmp_path_factory):
+    """The onnxruntime cache that backend 'auto' fills on a CPU lives in this session's temporary folder, never in
+    the user's ~/.cache; one folder for the session, so a weights file exported once is reused across tests."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("HRNET_POSE_CACHE", str(tmp_path_factory.mktemp("onnx_cache")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def fixtures_dir() -> str:
     return FIXTURES

@@ -69,7 +69,8 @@ def _run_test_py(coco_root, weights, out, flip):
 
 @pytest.fixture(scope="module")
 def estimator(tiny_weights):
-    return PoseEstimator.from_config(TINY_YAML, tiny_weights, device="cpu")
+    # compared with tools/test.py's PyTorch keypoints to 1e-4 px: the same runtime
+    return PoseEstimator.from_config(TINY_YAML, tiny_weights, device="cpu", backend="torch")
 
 
 @pytest.mark.parametrize("flip", [True, False])
@@ -198,7 +199,7 @@ def test_custom_keypoint_set_and_udp(tmp_path):
     """Any keypoint set the config defines; UDP crops and decoding through the same path (random weights)."""
     kset = os.path.join(os.path.dirname(TINY_YAML), "keypoints_5.yaml")
     torch.manual_seed(0)
-    est = PoseEstimator.from_config(TINY_YAML, None, device="cpu",
+    est = PoseEstimator.from_config(TINY_YAML, None, device="cpu", backend="torch",  # edits the torch model below
                                     opts=["DATASET.KEYPOINT_SET", kset, "MODEL.NUM_JOINTS", "5", "CODEC.UDP", "True"])
     res = est(np.zeros((100, 100, 3), np.uint8), boxes=[[10, 10, 60, 90]], return_heatmaps=True)
     assert res.keypoints.shape == (1, 5, 2) and res.heatmaps.shape == (1, 5, 24, 16)

@@ -50,7 +50,7 @@ def fixture_people():
 
 def estimators_on_both_backends(cfg, pth: str, onnx_path: str):
     """(PyTorch, onnxruntime) PoseEstimators of `cfg`: one on the weights file `pth`, one on its ONNX export."""
-    return (PoseEstimator.from_config(cfg, weights=pth, device="cpu"),
+    return (PoseEstimator.from_config(cfg, weights=pth, device="cpu", backend="torch"),
             PoseEstimator.from_config(cfg, weights=onnx_path, device="cpu"))
 
 

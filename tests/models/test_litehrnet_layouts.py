@@ -62,7 +62,7 @@ def lh18():
 def test_mmpose_file_loads_strictly_and_gives_the_network_heatmaps(layout, lh18, tmp_path):
     path = _save(tmp_path, lh18.state_dict(), layout)
     assert detect_layout(torch.load(path, weights_only=False)["state_dict"]) == layout
-    est = PoseEstimator.from_config(zoo.entry_config("litehrnet_18_256x192"), path, device="cpu")
+    est = PoseEstimator.from_config(zoo.entry_config("litehrnet_18_256x192"), path, device="cpu", backend="torch")
     loaded = est.backend.model.state_dict()
     assert list(loaded) == list(lh18.state_dict())
     assert all(torch.equal(loaded[k], v) for k, v in lh18.state_dict().items())

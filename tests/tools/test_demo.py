@@ -237,7 +237,8 @@ def test_demo_runs_an_exported_onnx_file_without_config(weights, tmp_path):
     image = os.path.join(MINI, "images", "000000000785.jpg")
     common = ["--device", "cpu", "--no-progress", "--boxes", MINI_DETS, "--no-save"]
     run_demo([image, "--weights", onnx_path, "--out-dir", str(tmp_path / "onnx")] + common)
-    run_demo([image, "--config", TINY_YAML, "--weights", weights, "--out-dir", str(tmp_path / "pth")] + common)
+    run_demo([image, "--config", TINY_YAML, "--weights", weights, "--backend", "torch", "--out-dir",
+              str(tmp_path / "pth")] + common)
     with open(tmp_path / "onnx" / "predictions.json") as f:
         from_onnx = json.load(f)
     with open(tmp_path / "pth" / "predictions.json") as f:
