@@ -26,8 +26,8 @@ from ..models.inference import autocast_context
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "torch", "onnxruntime")
-NO_ORT = ("onnxruntime is not installed: running the pose network in PyTorch, about 2x slower on a CPU; "
-          "pip install onnxruntime")
+NO_ORT = ("{names} not installed: running the pose network in PyTorch, about 2x slower on a CPU; "
+          "pip install {packages}")
 
 
 class PoseBackend(Protocol):
@@ -71,7 +71,7 @@ def choose_backend(backend: str, weights: Optional[str], device: Union[str, torc
                    channels_last: bool = False) -> str:
     """'torch' or 'onnxruntime' for the `backend` asked for (see the module docstring). 'auto' keeps PyTorch where a
     PyTorch-only option (amp, channels_last) is asked for, and where onnxruntime is not installed (one log line)."""
-    from ..deploy.ort_cache import onnxruntime_installed
+    from ..deploy import ort_cache
 
     name = str(backend or "auto").strip().lower()
     if name not in BACKENDS:
@@ -81,14 +81,17 @@ def choose_backend(backend: str, weights: Optional[str], device: Union[str, torc
             raise UserError(f"{weights} is an ONNX file, which runs in onnxruntime; give the .pth checkpoint for "
                             "backend 'torch' (or use backend 'auto')")
         return "onnxruntime"
+    missing = ort_cache.missing_packages()
     if name == "onnxruntime":
-        if not onnxruntime_installed():
-            raise UserError("backend 'onnxruntime' needs onnxruntime: pip install onnxruntime (or use backend 'torch')")
+        if missing:
+            raise UserError(f"backend 'onnxruntime' needs {' and '.join(missing)}: pip install {' '.join(missing)} "
+                            "(or use backend 'torch')")
         return name
     if name == "torch" or resolve_device(device).type != "cpu" or amp or channels_last:
         return "torch"
-    if not onnxruntime_installed():
-        logger.warning(NO_ORT)
+    if missing:
+        logger.warning(NO_ORT.format(names=" and ".join(missing) + (" is" if len(missing) == 1 else " are"),
+                                     packages=" ".join(missing)))
         return "torch"
     return "onnxruntime"
 

@@ -17,7 +17,7 @@ import hashlib
 import json
 import logging
 import os
-from typing import Any, Mapping, Optional
+from typing import Any, List, Mapping, Optional
 
 import torch
 from torch import nn
@@ -156,10 +156,12 @@ def cached_backend(cfg: CN, weights: Optional[str], device: str = "cpu", model: 
     return backend
 
 
-def onnxruntime_installed() -> bool:
+def missing_packages() -> List[str]:
+    """Of the packages a cached export needs (onnxruntime to run it, onnx to write its metadata), those not
+    installed."""
     import importlib.util
 
-    return importlib.util.find_spec("onnxruntime") is not None
+    return [name for name in ("onnxruntime", "onnx") if importlib.util.find_spec(name) is None]
 
 
 def describe(backend: Any) -> str:
