@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime"],
                    help="pose network runtime: auto = onnxruntime on a CPU (a .pth is exported once into "
                         "$HRNET_POSE_CACHE or ~/.cache/hrnet_pose/onnx), PyTorch on CUDA")
+    p.add_argument("--int8", action="store_true", help="onnxruntime int8, calibrated on the first crops (or on "
+                                                        "--int8-calib); its keypoint error against fp32 is logged once")
+    p.add_argument("--int8-calib", default="", help="folder of person images (one person each) to calibrate --int8")
     p.add_argument("--det-model", default="fasterrcnn",
                    help="person detector: fasterrcnn (accurate), mobilenet (fast) or none (whole frame = 1 person)")
     p.add_argument("--det-weights", default="", help="local detector weights file (instead of torchvision download)")
@@ -225,9 +228,40 @@ def build_estimator(args: argparse.Namespace) -> PoseEstimator:
         detector = build_detector(args.det_model, device=_device_name(args.device), score_thr=args.bbox_thr,
                                   nms_thr=args.nms_thr, max_persons=args.max_persons,
                                   weights=args.det_weights or None)
-    return PoseEstimator.from_config(config, args.weights or None, device=args.device, detector=detector,
-                                     flip_test=args.flip_test, amp=args.amp, max_batch=args.max_batch,
-                                     opts=list(args.opts), backend=args.backend)
+    estimator = PoseEstimator.from_config(config, args.weights or None, device=args.device, detector=detector,
+                                          flip_test=args.flip_test, amp=args.amp, max_batch=args.max_batch,
+                                          opts=list(args.opts), backend=args.backend)
+    if args.int8:
+        _use_int8(estimator, args.int8_calib)
+    return estimator
+
+
+def _use_int8(estimator: PoseEstimator, calib_dir: str) -> None:
+    """--int8: the onnxruntime pose network replaced by one that quantises itself (`deploy.int8_live`)."""
+    from ..deploy.int8_live import CalibratingInt8Backend
+    from ..deploy.onnx_backend import OnnxRuntimeBackend
+
+    if not isinstance(estimator.backend, OnnxRuntimeBackend):
+        raise UserError(f"--int8 runs in onnxruntime, but the pose network runs in {estimator.backend.name}: use "
+                        "--backend onnxruntime (or auto on a CPU)")
+    calibration = None
+    if calib_dir:
+        names = sorted(n for n in os.listdir(calib_dir) if n.lower().endswith((".jpg", ".jpeg", ".png", ".bmp"))) \
+            if os.path.isdir(calib_dir) else []
+        if not names:
+            raise UserError(f"--int8-calib {calib_dir}: no .jpg/.png images in that folder (one person per image)")
+        calibration = np.concatenate([estimator.crops(*_whole_image_box(estimator, os.path.join(calib_dir, n)))
+                                      for n in names])
+    estimator.backend = CalibratingInt8Backend(estimator.backend, calibration=calibration)
+
+
+def _whole_image_box(estimator: PoseEstimator, path: str):
+    from .estimator import as_bgr_image
+
+    image = as_bgr_image(path)
+    h, w = image.shape[:2]
+    centers, scales = estimator.center_scale(np.array([[0, 0, w - 1, h - 1]], np.float64))
+    return image, centers, scales
 
 
 def _device_name(device: str) -> str:

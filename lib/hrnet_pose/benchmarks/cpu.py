@@ -10,8 +10,8 @@
   default parts; Linux, root): the training set with the page cache dropped before every pass, files from the disk.
 - inference: batch latency of the pose network on real fixture crops. Official = the model as the official code
   runs it (fp32 eager, NCHW, `torch.no_grad`). Fast routes: BN folded (+ channels_last), TorchScript frozen with
-  oneDNN (`torch.jit.optimize_for_inference`), onnxruntime fp32 (`apis.onnx_backend`), onnxruntime int8
-  (`apis.quantize`). Each route reports its heatmap error and keypoint error (decoded, crop pixels) against the
+  oneDNN (`torch.jit.optimize_for_inference`), onnxruntime fp32 (`deploy.onnx_backend`), onnxruntime int8
+  (`deploy.quantize`). Each route reports its heatmap error and keypoint error (decoded, crop pixels) against the
   official output. Routes are timed in turn within each iteration, so load drifts hit all of them alike.
 
 `run_cpu_benchmark(...)` -> list of row dicts (JSON-ready); `format_rows(rows)` -> a text table.

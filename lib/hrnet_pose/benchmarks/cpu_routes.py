@@ -5,9 +5,9 @@ Every route is a callable float32 [N, 3, H, W] normalised crops -> float32 heatm
 - folded: BatchNorm folded into the convolutions (`models.fuse`), eager; `folded_cl` the same in channels_last;
 - jit: TorchScript trace of the folded model, frozen, `torch.jit.optimize_for_inference` (oneDNN layouts, fused
   conv + ReLU/add where it can);
-- onnxruntime: the exported graph (`apis.export`) in `apis.onnx_backend` (all graph optimisations, sequential
+- onnxruntime: the exported graph (`deploy.export`) in `deploy.onnx_backend` (all graph optimisations, sequential
   execution, `threads` intra-op threads);
-- onnxruntime_int8: the same graph quantised statically (`apis.quantize`, calibrated on the crops given).
+- onnxruntime_int8: the same graph quantised statically (`deploy.quantize`, calibrated on the crops given).
 `route_errors` decodes every route's heatmaps (official decoder: argmax + quarter offset) and compares them with the
 official route's: heatmap max |diff| and keypoint distance in crop pixels.
 """

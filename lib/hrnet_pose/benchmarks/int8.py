@@ -1,4 +1,4 @@
-"""int8 onnxruntime inference (`apis.quantize`) against fp32 on TRAINED weights: its error and its AP, per setting.
+"""int8 onnxruntime inference (`deploy.quantize`) against fp32 on TRAINED weights: its error and its AP, per setting.
 
 `cpu_benchmark` measures the int8 route on whatever weights it is given, usually untrained ones, whose activations
 say little about how a trained network quantises. This runs the whole route on a trained network and its own data:

@@ -60,7 +60,7 @@ def benchmark_model(model: nn.Module, input_hw, batch: int, device: torch.device
 
 def benchmark_backend(backend: Callable[[np.ndarray], np.ndarray], input_hw, batch: int, warmup: int = 3,
                       iters: int = 10) -> Dict:
-    """Median time of one call of a numpy-in/numpy-out pose backend (e.g. `apis.onnx_backend.OnnxRuntimeBackend`)
+    """Median time of one call of a numpy-in/numpy-out pose backend (e.g. `deploy.onnx_backend.OnnxRuntimeBackend`)
     on float32 [batch, 3, H, W]; the same fields as `benchmark_model`'s inference rows, plus the backend's name."""
     x = np.random.default_rng(0).standard_normal((batch, 3, int(input_hw[0]), int(input_hw[1]))).astype(np.float32)
     times: List[float] = []

@@ -1,4 +1,4 @@
-"""onnxruntime backend: runs an exported pose network (`apis.export`) behind the same contract as `TorchBackend`.
+"""onnxruntime backend: runs an exported pose network (`deploy.export`) behind the same contract as `TorchBackend`.
 
 `backend(images)` takes float32 [N, 3, H, W] normalised crops (any N, also for a graph exported with a static batch)
 and returns float32 [N, K, h, w] heatmaps. Flip test and decoding stay in `PoseEstimator`, so both backends give the

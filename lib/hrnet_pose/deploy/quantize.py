@@ -12,7 +12,7 @@ still the dequantised int8 activation, but its weights and its output are not ro
 reads are not stepped by an 8-bit output scale. `exclude_nodes` names further nodes to keep in float.
 
 The result is approximate: its heatmap and keypoint error against the float model must be measured and reported
-(`engine.cpu_benchmark` on any weights; `engine.int8_validation` on trained weights, with OKS AP). Input/output
+(`benchmarks.cpu` on any weights; `benchmarks.int8` on trained weights, with OKS AP). Input/output
 contract unchanged: float32 [N, 3, H, W] -> float32 [N, K, h, w].
 """
 
