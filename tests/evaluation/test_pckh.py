@@ -154,3 +154,28 @@ def test_test_split_without_ground_truth_writes_only_pred_mat(tmp_path):
     ev.process(np.zeros((3, 16, 2)), sample_ids=[2, 0, 1])
     assert ev.evaluate(str(tmp_path), name="test") == {}
     assert scipy.io.loadmat(str(tmp_path / "pred.mat"))["preds"].shape == (3, 16, 2)
+
+
+def test_hand_made_persons_from_a_gt_mat_file(tmp_path):
+    """Four persons through the file interface (`evaluate_pckh(preds, 'gt_valid.mat')`, predictions with a score
+    column): exact; left wrist off by 0.49 head sizes (correct); right elbow off by 0.51 (wrong); left knee missing in
+    the ground truth and off by 5 head sizes (not counted). Expected values counted by hand below."""
+    _, gt = _one_person(0.0)
+    persons = [_one_person(0.0)[0], _one_person(0.49, joint=15)[0], _one_person(0.51, joint=11)[0],
+               _one_person(5.0, joint=4)[0]]
+    missing = np.zeros((4, 16), bool)
+    missing[3, 4] = True
+    path = str(tmp_path / "gt_valid.mat")
+    write_gt_mat(path, np.concatenate([gt.joints] * 4), missing, np.concatenate([gt.headboxes] * 4))
+    preds = np.concatenate(persons)
+    scored = np.concatenate([preds, np.full(preds.shape[:2] + (1,), 0.9)], axis=2)  # [N, 16, 3]: scores ignored
+    stats = evaluate_pckh(scored, path)
+    assert list(stats)[:9] == ["Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "Mean", "Mean@0.1"]
+    # elbows: 8 annotated (2 per person), 1 wrong -> 7/8; wrists all correct; knees: 7 annotated, all correct
+    assert stats["Elbow"] == pytest.approx(100.0 * (3 / 4 + 4 / 4) / 2, abs=EPS)  # right 3/4, left 4/4, averaged
+    assert stats["Wrist"] == 100.0 and stats["Knee"] == 100.0 and stats["Head"] == 100.0
+    # Mean: 14 joints x 4 persons minus 1 missing = 55 counted, 1 wrong
+    assert stats["Mean"] == pytest.approx(100.0 * 54 / 55, abs=EPS)
+    # Mean@0.1 (threshold 0.11): also the 0.49 wrist is wrong -> 53 of 55
+    assert stats["Mean@0.1"] == pytest.approx(100.0 * 53 / 55, abs=EPS)
+    assert evaluate_pckh(preds, path) == stats

@@ -23,7 +23,7 @@ import logging
 import os
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
 
@@ -109,9 +109,13 @@ def write_pred_mat(preds: np.ndarray, path: str) -> str:
     return path
 
 
-def evaluate_pckh(preds: np.ndarray, gt: MpiiGroundTruth, threshold: float = 0.5) -> "OrderedDict[str, float]":
-    """PCKh of 0-based predictions [N, 16, >=2] against `gt` (N persons in the same order) -> OrderedDict
-    Head, Shoulder, Elbow, Wrist, Hip, Knee, Ankle, Mean, Mean@0.1 (percent); see the module docstring."""
+def evaluate_pckh(preds: np.ndarray, gt: Union[MpiiGroundTruth, str, os.PathLike],
+                  threshold: float = 0.5) -> "OrderedDict[str, float]":
+    """PCKh of 0-based predictions [N, 16, >=2] (a third column, the scores, is ignored) against `gt`, the official
+    gt_<set>.mat or its loaded content (N persons in the same order) -> OrderedDict Head, Shoulder, Elbow, Wrist,
+    Hip, Knee, Ankle, Mean, Mean@0.1 (percent); see the module docstring."""
+    if not isinstance(gt, MpiiGroundTruth):
+        gt = load_gt_mat(os.fspath(gt))
     preds = np.asarray(preds)
     if preds.ndim != 3 or preds.shape[1] != NUM_JOINTS or preds.shape[2] < 2:
         raise ValueError(f"preds must be [N, {NUM_JOINTS}, 2], got shape {preds.shape}")
