@@ -60,13 +60,15 @@ class Frame:
     """One frame. index: position in the file (or capture count for live sources, gaps = skipped frames);
     timestamp: seconds (video position for files, wall clock since opening for live sources, 0 for images);
     image: BGR uint8 [H, W, 3]; name: the image's path ('' for videos and streams); image_id: the number of a
-    COCO-style numeric file name (000000000785.jpg -> 785), else None."""
+    COCO-style numeric file name (000000000785.jpg -> 785), else None; captured: `time.monotonic()` when a live
+    source's camera thread got it (None for files), the start of its frame-to-result latency."""
 
     index: int
     timestamp: float
     image: np.ndarray
     name: str = ""
     image_id: Optional[int] = None
+    captured: Optional[float] = None
 
 
 def is_url(spec: Any) -> bool:
@@ -277,7 +279,7 @@ class LatestFrameReader:
                 ok, image = self.capture.read()
                 if not ok or image is None:
                     break
-                frame = Frame(self.frames_read, self._clock() - self._start, image)
+                frame = Frame(self.frames_read, self._clock() - self._start, image, captured=time.monotonic())
                 with self._cond:
                     if len(self._frames) == self._frames.maxlen:
                         self.dropped += 1
