@@ -15,8 +15,8 @@ The frames in between reuse boxes fitted around the previous frame's confident k
 which follow a moving person as long as it moves less than the box padding per frame. Two carried boxes that converge
 on the same person (crossing people) produce near-identical poses; OKS-NMS keeps the better one.
 
-`StreamPoseEstimator.process(image, timestamp)` -> `PoseResult` with `track_ids` [N] (when tracking; -1 for a pose
-too unreliable to update a track) and smoothed keypoints (when smoothing); `timings["detect"]` is 0 on carried frames.
+`StreamPoseEstimator.process(image, timestamp)` -> `PoseResult` with `track_ids` [N] (when tracking; -1 for an
+unreliable pose in a carried box) and smoothed keypoints (when smoothing); `timings["detect"]` is 0 on carried frames.
 `detector_calls` counts the detector's runs. A pipeline may run the detector ahead on another thread for the frames
 `scheduled_detection` names and hand the boxes to `process(..., detections=...)`: the results are the same.
 """
@@ -155,13 +155,14 @@ class StreamPoseEstimator:
         result = self._keep_best(result)
         self._carry(result, image.shape)
         if self.tracker is not None:
-            self._track(result, float(timestamp))
+            self._track(result, float(timestamp), detected)
         return result
 
-    def _track(self, result: PoseResult, timestamp: float) -> None:
-        """Track ids (and smoothed keypoints) for the reliable poses; unreliable ones get id -1 and leave the tracks
-        as they were, so a box on background cannot drag a track away. Runs with no person too, so lost tracks age."""
-        ok = self._reliable(result)
+    def _track(self, result: PoseResult, timestamp: float, detected: bool) -> None:
+        """Track ids (and smoothed keypoints) for detected and reliable poses; an unreliable pose in a carried box (the
+        box has slid onto background) gets id -1 and leaves the tracks as they were, so it cannot drag a track away.
+        Runs with no person too, so lost tracks age."""
+        ok = self._reliable(result) | detected
         ids = np.full(len(result), -1, dtype=np.int64)
         kpts = result.keypoints.copy()
         got_ids, got_kpts = self.tracker.update(result.keypoints[ok], result.scores[ok], result.boxes[ok], timestamp)
