@@ -6,7 +6,8 @@ image_id)` with `kind`, `fps`, `size`, `num_frames`, `is_live`, `close()`, usabl
 Files are processed frame by frame, every frame. Live sources (webcam, stream URL) are read on a background thread by
 `LatestFrameReader`, which keeps only the newest frame(s): when inference is slower than the camera, frames are
 skipped instead of queueing up, so the output stays current (the capture-queue latency problem of a plain read loop).
-Skipped frames show as gaps in `Frame.index`, which counts captured frames.
+Skipped frames show as gaps in `Frame.index`, which counts captured frames. A stream URL that drops after it has
+worked is reopened with backoff (`ReconnectingCapture`, counted in `LiveSource.reconnects`).
 
 Images are read as the COCO dataset reads them (`cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION`: EXIF rotation is
 ignored, like the official HRNet loader), so results on a dataset's files match `tools/test.py`.
@@ -30,7 +31,8 @@ from ..datasets.coco import ImageReadError
 from ..datasets.coco import read_image as read_dataset_image
 from ..errors import UserError
 
-__all__ = ["Frame", "FrameSource", "ImageSource", "VideoSource", "LiveSource", "LatestFrameReader", "SourceError",
+__all__ = ["Frame", "FrameSource", "ImageSource", "VideoSource", "LiveSource", "LatestFrameReader",
+           "ReconnectingCapture", "SourceError",
            "open_source", "is_image_path", "is_video_path", "is_url", "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS"]
 
 logger = logging.getLogger(__name__)
@@ -320,6 +322,67 @@ class LatestFrameReader:
                            self.name)
 
 
+class ReconnectingCapture:
+    """A stream's capture that reopens the stream when it drops (a failed read: the server closed the connection, the
+    network went away), waiting `first_wait_s`, then twice as long each failed try up to `max_wait_s`, and giving up
+    (end of stream) after `give_up_s` without a frame. `reconnects` counts successful reopenings. Frame counting,
+    dropping and timestamps stay with the `LatestFrameReader` that reads it, so they run on across a reconnect.
+    `cancel()` ends a wait at once (closing the source)."""
+
+    def __init__(self, open_capture: Callable[[], Any], name: str, capture: Any, first_wait_s: float = 0.25,
+                 max_wait_s: float = 8.0, give_up_s: float = 60.0) -> None:
+        self._open = open_capture
+        self.name = name
+        self._cap: Any = capture
+        self.first_wait_s, self.max_wait_s, self.give_up_s = first_wait_s, max_wait_s, give_up_s
+        self.reconnects = 0
+        self._cancel = threading.Event()
+
+    def read(self) -> Tuple[bool, Optional[np.ndarray]]:
+        ok, image = self._cap.read() if self._cap is not None else (False, None)
+        if ok and image is not None:
+            return True, image
+        return self._reconnect()
+
+    def _reconnect(self) -> Tuple[bool, Optional[np.ndarray]]:
+        deadline, wait = time.monotonic() + self.give_up_s, self.first_wait_s
+        while not self._cancel.is_set() and time.monotonic() < deadline:
+            self._release_capture()
+            logger.warning("%s dropped; reopening in %g s", self.name, wait)
+            if self._cancel.wait(wait):
+                break
+            cap = self._open()
+            ok, image = cap.read() if cap.isOpened() else (False, None)
+            if ok and image is not None:
+                self._cap = cap
+                self.reconnects += 1
+                logger.warning("%s reopened (reconnect %d)", self.name, self.reconnects)
+                return True, image
+            cap.release()
+            wait = min(2 * wait, self.max_wait_s)
+        if not self._cancel.is_set():
+            logger.warning("%s: no frame for %g s of reopening; ending the stream", self.name, self.give_up_s)
+        return False, None
+
+    def get(self, prop: int) -> float:
+        return self._cap.get(prop) if self._cap is not None else 0.0
+
+    def isOpened(self) -> bool:
+        return self._cap is not None and self._cap.isOpened()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def _release_capture(self) -> None:
+        cap, self._cap = self._cap, None
+        if cap is not None:
+            cap.release()
+
+    def release(self) -> None:
+        self.cancel()
+        self._release_capture()
+
+
 class LiveSource(FrameSource):
     """A webcam or stream URL read by a `LatestFrameReader` (see module docstring). timestamp: seconds since open."""
 
@@ -342,7 +405,15 @@ class LiveSource(FrameSource):
     def dropped(self) -> int:
         return self.reader.dropped
 
+    @property
+    def reconnects(self) -> int:
+        """Times a dropped stream was reopened (`ReconnectingCapture`); 0 for webcams."""
+        return int(getattr(self.reader.capture, "reconnects", 0))
+
     def close(self) -> None:
+        cancel = getattr(self.reader.capture, "cancel", None)
+        if cancel is not None:  # a reader waiting to reopen the stream stops now, not after its backoff
+            cancel()
         self.reader.close()
 
 
@@ -387,7 +458,9 @@ def _open_stream(url: str, buffer: int) -> LiveSource:
         cap.release()
         raise SourceError(f"stream {url} could not be opened (wrong address, credentials or network, no answer "
                           f"within {STREAM_OPEN_TIMEOUT_MS / 1000:g} s, or a protocol OpenCV's FFmpeg does not read)")
-    return LiveSource(url, cap, "stream", buffer)
+    # a wrong address fails at once (above); a stream that worked and then drops is reopened
+    reopening = ReconnectingCapture(lambda: _quiet_capture(url, cv2.CAP_ANY, params), f"stream {url}", cap)
+    return LiveSource(url, reopening, "stream", buffer)
 
 
 def _images_from_glob(pattern: str) -> List[str]:
