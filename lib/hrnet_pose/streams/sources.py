@@ -46,6 +46,9 @@ FIRST_FRAME_TIMEOUT_S = 15.0
 # FFmpeg's own defaults wait ~30 s on an unreachable stream; these make a wrong URL fail in seconds
 STREAM_OPEN_TIMEOUT_MS = 10000
 STREAM_READ_TIMEOUT_MS = 10000
+# failed reads in a row that end a video file: OpenCV's read() fails once per frame that does not decode and goes on
+# with the next one, and fails every time at the end, so a short run is a damaged frame and a long one the end
+MAX_UNDECODABLE_RUN = 16
 _VALID = ("valid sources: an image file, a folder of images, a glob ('imgs/*.jpg'), a video file "
           f"({', '.join(VIDEO_EXTENSIONS[:5])}, ...), a webcam index (0) or an rtsp:// / http(s):// URL")
 
@@ -211,7 +214,9 @@ def _capture_props(cap: Any, name: str, live: bool) -> Tuple[Optional[float], Op
 
 class VideoSource(FrameSource):
     """Every frame of a video file; timestamp = index / fps. `num_frames` is the container's count (an estimate
-    for some formats; iteration reads until the decoder stops)."""
+    for some formats; iteration reads until the decoder stops). A frame that fails to decode is skipped and counted
+    in `num_skipped` (its index is kept free, so timestamps stay right); more than MAX_UNDECODABLE_RUN failed reads
+    in a row are the end of the file."""
 
     kind = "video"
 
@@ -225,17 +230,24 @@ class VideoSource(FrameSource):
             raise SourceError(f"video {spec} could not be opened (not a video, corrupt, or a codec that OpenCV's "
                               f"FFmpeg cannot decode); try converting it: ffmpeg -i {spec} -c:v libx264 out.mp4")
         self.fps, self.size, self.num_frames = _capture_props(self._cap, f"video {spec}", live=False)
+        self.num_skipped = 0
         self._used = False
 
     def __iter__(self) -> Iterator[Frame]:
         if self._used:
             raise SourceError(f"video {self.spec} was already read; open it again to read it twice")
         self._used = True
-        index = 0
-        while self._cap is not None:
+        index = failures = 0
+        while self._cap is not None and failures <= MAX_UNDECODABLE_RUN:
             ok, image = self._cap.read()
             if not ok or image is None:
-                break
+                failures += 1  # a frame that does not decode, or the end: the reads after it tell which
+                continue
+            if failures:
+                self.num_skipped += failures
+                logger.warning("video %s: %d frame(s) before frame %d could not be decoded; skipped (%d so far)",
+                               self.spec, failures, index + failures, self.num_skipped)
+                index, failures = index + failures, 0
             yield Frame(index, index / self.fps, image)
             index += 1
         if self.num_frames is not None and index != self.num_frames:
