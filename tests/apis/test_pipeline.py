@@ -200,3 +200,15 @@ def test_finish_returning_true_stops_early(video_file):
         stats = StreamPipeline(_stream(None), source).run(lambda item: seen.append(item.frame.index) or len(seen) == 3)
     assert seen == [0, 1, 2] and stats.frames == 3
     assert not any(t.name.startswith("pipeline-") for t in threading.enumerate())
+
+
+def test_ctrl_c_in_the_finish_stage_stops_every_thread(video_file):
+    path, decoded, gt = video_file
+
+    def interrupted(item):
+        raise KeyboardInterrupt
+
+    with open_source(path) as source:
+        with pytest.raises(KeyboardInterrupt):
+            StreamPipeline(_stream(None), source).run(interrupted)
+    assert not any(t.name.startswith("pipeline-") for t in threading.enumerate())
