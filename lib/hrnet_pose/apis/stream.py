@@ -42,11 +42,14 @@ Detections = Tuple[np.ndarray, np.ndarray]
 class StreamPoseEstimator:
     """Wraps a `PoseEstimator` (whose `detector` is used when needed, see the module docstring) for videos and live
     streams. `max_persons`: keep at most this many persons per frame (1 = single-person tracking, no scheduled
-    detection); `min_pose_score`: mean keypoint score under which a pose counts as lost."""
+    detection); `min_pose_score`: mean keypoint score under which a pose counts as lost; `detect_on_loss=False`
+    drops a lost pose's box without an extra detection (the detector then runs on the schedule only, and when nobody
+    is left to carry)."""
 
     def __init__(self, estimator: PoseEstimator, det_interval: int = 1, tracker: Optional[PoseTracker] = None,
                  carry_kpt_thr: float = 0.3, carry_nms_thr: float = 0.9, max_carried: int = 100,
-                 min_pose_score: float = DEFAULT_MIN_POSE_SCORE, max_persons: Optional[int] = None) -> None:
+                 min_pose_score: float = DEFAULT_MIN_POSE_SCORE, max_persons: Optional[int] = None,
+                 detect_on_loss: bool = True) -> None:
         if det_interval < 1:
             raise ValueError(f"det_interval must be >= 1 (1 = detect on every frame), got {det_interval}")
         if max_persons is not None and max_persons < 1:
@@ -59,6 +62,7 @@ class StreamPoseEstimator:
         self.max_persons = None if max_persons is None else int(max_persons)
         self.max_carried = int(max_carried) if max_persons is None else min(int(max_carried), self.max_persons)
         self.min_pose_score = float(min_pose_score)
+        self.detect_on_loss = bool(detect_on_loss)
         self._calls_lock = threading.Lock()  # a pipeline's detect thread and the pose thread both count
         self.reset()
 
@@ -100,7 +104,7 @@ class StreamPoseEstimator:
         if len(result):
             centres = (result.keypoints.min(axis=1) + result.keypoints.max(axis=1)) / 2
             ok &= (centres >= 0).all(axis=1) & (centres[:, 0] < w) & (centres[:, 1] < h)  # leaving the frame
-        self._lost = bool((~ok).any())
+        self._lost = self.detect_on_loss and bool((~ok).any())
         self._carried = boxes[ok][: self.max_carried].astype(np.float32)
         self._carried_scores = result.box_scores[ok][: self.max_carried]
 
