@@ -103,6 +103,25 @@ def test_video_file_every_frame(tmp_path, ext, fourcc):
     assert band == pytest.approx([i * 20 for i in range(9)], abs=6)
 
 
+def test_frame_that_fails_to_decode_is_skipped_and_counted(tmp_path, caplog):
+    """An MJPG .avi whose fifth JPEG is wiped: that frame is skipped (counted, its index and timestamp left free),
+    the frames after it still come, and the end of the file is still the end."""
+    path = tmp_path / "damaged.avi"
+    _write_video(path, "MJPG", n=9, fps=12.5, size=(96, 64))
+    data = bytearray(path.read_bytes())
+    starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]  # JPEG start markers
+    assert len(starts) == 9
+    data[starts[4]:starts[5] - 8] = bytes(starts[5] - 8 - starts[4])  # up to the next frame's chunk header
+    path.write_bytes(bytes(data))
+    with caplog.at_level("WARNING"):
+        with open_source(str(path)) as source:
+            frames = list(source)
+    assert [f.index for f in frames] == [0, 1, 2, 3, 5, 6, 7, 8] and source.num_skipped == 1
+    assert frames[4].timestamp == pytest.approx(5 / 12.5)
+    assert float(frames[4].image[:16].mean()) == pytest.approx(100, abs=6)
+    assert "could not be decoded" in caplog.text
+
+
 def _refused(path, match: str) -> None:
     """open_source(path) raises a SourceError whose message matches `match`."""
     with pytest.raises(SourceError, match=match):

@@ -247,3 +247,16 @@ def test_demo_runs_an_exported_onnx_file_without_config(weights, tmp_path):
     for a, b in zip(from_onnx, from_pth):
         np.testing.assert_allclose(np.reshape(a["keypoints"], (-1, 3))[:, :2], np.reshape(b["keypoints"], (-1, 3))[:, :2],
                                    atol=0.01)
+
+
+def test_demo_stream_summary_states_flip_test_latency_and_single_person_mode(video, weights, tmp_path):
+    from hrnet_pose.apis.demo import flip_test_setting
+
+    summary = run_demo([video] + _base(weights, tmp_path / "o") + ["--det-model", "none", "--max-persons", "1"])
+    text = summary.format()
+    assert summary.frames == 12 and summary.stream.frames == 12 and summary.stream.dropped == 0
+    assert "flip test" in text and "the config's TEST.FLIP_TEST" in text
+    assert "latency capture to drawn frame" in text and "0 reconnects" in text
+    # live sources: flip test off unless asked; an explicit choice wins everywhere
+    assert flip_test_setting(None, live=True) == (False, "live source default; --flip-test turns it on")
+    assert flip_test_setting(True, live=True)[0] is True and flip_test_setting(None, live=False)[0] is None

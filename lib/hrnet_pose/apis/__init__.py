@@ -15,7 +15,7 @@ from typing import Any
 
 _EXPORTS = {  # name -> module relative to this package (only this package and rooms below it)
     "PoseEstimator": ".estimator", "InvalidBoxError": ".estimator", "PoseResult": ".result",
-    "StreamPoseEstimator": ".stream", "PoseTracker": "..streams.tracking", "OneEuroFilter": "..streams.tracking",
+    "StreamPoseEstimator": ".stream", "StreamPipeline": ".pipeline", "PoseTracker": "..streams.tracking", "OneEuroFilter": "..streams.tracking",
     "PersonDetector": ".detectors", "build_detector": ".detectors", "open_source": "..streams.sources",
     "TorchBackend": ".backends", "build_backend": ".backends",
 }

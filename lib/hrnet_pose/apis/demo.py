@@ -17,7 +17,7 @@ import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -28,6 +28,7 @@ from ..geometry import xywh_to_xyxy, xyxy_to_xywh
 from .detectors import MAX_PERSONS
 from .estimator import PoseEstimator
 from .result import PoseResult
+from .stream import DEFAULT_MIN_POSE_SCORE
 
 logger = logging.getLogger(__name__)
 
@@ -55,11 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--det-weights", default="", help="local detector weights file (instead of torchvision download)")
     p.add_argument("--bbox-thr", type=float, default=0.5, help="minimum person box score (detector and --boxes)")
     p.add_argument("--nms-thr", type=float, default=0.5, help="detector box NMS IoU threshold")
-    p.add_argument("--max-persons", type=int, default=MAX_PERSONS, help="most persons per frame")
+    p.add_argument("--max-persons", type=int, default=MAX_PERSONS,
+                   help="most persons per frame; 1 on a stream = single-person tracking (detector only at the start "
+                        "and when the person is lost)")
+    p.add_argument("--min-pose-score", type=float, default=DEFAULT_MIN_POSE_SCORE,
+                   help="streams: a pose with a lower mean keypoint score counts as lost and the next frame is detected")
     p.add_argument("--boxes", default="", help="COCO results json of person boxes (image_id: id, file name, or "
                                                "frame index); replaces the detector")
     p.add_argument("--kpt-thr", type=float, default=0.3, help="keypoint score threshold for drawing only")
-    p.add_argument("--det-interval", type=int, default=1, help="streams: detect every N frames, carry boxes between")
+    p.add_argument("--det-interval", type=int, default=1,
+                   help="streams: detect every N frames to find newcomers (and when a pose is lost), carry boxes "
+                        "between")
     p.add_argument("--track", action="store_true", help="streams: stable track ids (greedy OKS matching)")
     p.add_argument("--track-metric", default="oks", choices=["oks", "iou"])
     p.add_argument("--track-max-age", type=int, default=30, help="frames a lost track is kept")
@@ -67,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smooth-min-cutoff", type=float, default=None, help="One Euro min cutoff (Hz)")
     p.add_argument("--smooth-beta", type=float, default=None, help="One Euro speed coefficient")
     p.add_argument("--flip-test", action=argparse.BooleanOptionalAction, default=None,
-                   help="average with the mirrored image (default: the config's TEST.FLIP_TEST)")
+                   help="average with the mirrored image (default: the config's TEST.FLIP_TEST for files, off for "
+                        "webcams and streams)")
     p.add_argument("--max-batch", type=int, default=32, help="persons per network batch")
     p.add_argument("--radius", type=int, default=None, help="keypoint radius (default scales with the image)")
     p.add_argument("--thickness", type=int, default=None, help="limb width (default scales with the image)")
@@ -175,6 +183,9 @@ class DemoSummary:
     wall_s: float = 0.0
     outputs: List[str] = field(default_factory=list)
     interrupted: bool = False
+    flip_test: str = ""  # on/off and why, e.g. "flip test off (live source; --flip-test turns it on)"
+    stream: Any = None  # streams: the pipeline's PipelineStats (latency, dropped, reconnects, skipped)
+    detector_calls: Optional[int] = None
 
     def add(self, result: PoseResult, read_ms: float, draw_ms: float, write_ms: float) -> None:
         self.frames += 1
@@ -196,8 +207,32 @@ class DemoSummary:
         fps = 1000.0 / total if total > 0 else float("nan")
         lines = [f"{'stopped by Ctrl-C: ' if self.interrupted else ''}{self.frames} frames, {self.persons} persons; "
                  f"mean ms per frame: {stages} (total {total:.1f} ms = {fps:.1f} FPS; wall {self.wall_s:.1f} s)"]
+        if self.stream is not None:
+            lines.append(self._stream_line())
+        if self.flip_test:
+            lines.append(self.flip_test)
         lines += [f"wrote {p}" for p in self.outputs]
         return "\n".join(lines)
+
+
+    def _stream_line(self) -> str:
+        st = self.stream
+        fps = self.frames / self.wall_s if self.wall_s > 0 else float("nan")
+        det = f"; detector on {self.detector_calls} frames" if self.detector_calls is not None else ""
+        return (f"pipelined: {fps:.1f} FPS end to end; latency capture to drawn frame mean {st.mean_latency_ms:.1f} "
+                f"ms, p95 {st.latency_percentile(95):.1f} ms, max {st.latency_max_ms:.1f} ms; {st.dropped} stale "
+                f"frames dropped, {st.reconnects} reconnects, {st.skipped} undecodable frames skipped{det}")
+
+
+def flip_test_setting(requested: Optional[bool], live: bool) -> Tuple[Optional[bool], str]:
+    """(flip_test for the estimator, None = the config's; why, for the summary). Live sources run without flip test
+    unless --flip-test is given: it doubles the pose cost for about +1 AP, the wrong trade when frames are dropped;
+    files keep the config's TEST.FLIP_TEST."""
+    if requested is not None:
+        return requested, "--flip-test" if requested else "--no-flip-test"
+    if live:
+        return False, "live source default; --flip-test turns it on"
+    return None, "the config's TEST.FLIP_TEST"
 
 
 # ---------------------------------------------------------------------------------------------------------- running
@@ -389,38 +424,57 @@ def _show(window: str, canvas: np.ndarray) -> bool:
     return cv2.waitKey(1) & 0xFF in (27, ord("q"))
 
 
+def _stream_finisher(outputs: "_StreamOutputs", args: argparse.Namespace, window: Optional[str],
+                     summary: DemoSummary, bar: Any) -> Callable[[Any], bool]:
+    """The pipeline's last stage for the demo: JSON line, drawing, video frame, window; True when the user stopped it
+    (that frame is written but not counted)."""
+    state: Dict[str, Optional[float]] = {"fps": None, "last": None}
+
+    def finish(item: Any) -> bool:
+        result = item.result
+        outputs.write_record(frame_record(item.frame.index, item.frame.timestamp, result))
+        t1 = time.perf_counter()
+        canvas = _draw(result, item.frame.image, args, state["fps"], True) if not args.no_save or window else None
+        t2 = time.perf_counter()
+        outputs.write_frame(canvas)
+        if window and _show(window, canvas):
+            return True
+        summary.add(result, item.read_ms, (t2 - t1) * 1000, (time.perf_counter() - t2) * 1000)
+        now = time.perf_counter()
+        if state["last"] is not None and now > state["last"]:  # frames finished per second, pipelining included
+            rate = 1.0 / (now - state["last"])
+            state["fps"] = rate if state["fps"] is None else 0.9 * state["fps"] + 0.1 * rate
+        state["last"] = now
+        bar.update(1)
+        return False
+
+    return finish
+
+
 def run_stream(source: Any, estimator: PoseEstimator, args: argparse.Namespace,
                boxes: Optional[Dict[Any, Tuple[np.ndarray, np.ndarray]]], summary: DemoSummary,
                window: Optional[str], name: str) -> None:
-    """A video, webcam or URL: detection interval, tracking, smoothing; an annotated video and a JSON-lines file."""
+    """A video, webcam or URL through the pipelined stream (`pipeline.StreamPipeline`): detection when needed,
+    tracking, smoothing; an annotated video and a JSON-lines file."""
+    from .pipeline import StreamPipeline
     from .stream import StreamPoseEstimator
 
-    stream = StreamPoseEstimator(estimator, det_interval=args.det_interval, tracker=_stream_tracker(estimator, args))
+    stream = StreamPoseEstimator(estimator, det_interval=args.det_interval, tracker=_stream_tracker(estimator, args),
+                                 max_persons=args.max_persons, min_pose_score=args.min_pose_score)
+    boxes_for = None if boxes is None else (lambda frame: _boxes_for(boxes, [frame.index]))
+    pipeline = StreamPipeline(stream, source, boxes_for=boxes_for, return_heatmaps=args.draw_heatmap)
     bar = _progress(source, args)
-    fps_ema: Optional[float] = None
     outputs = None
     try:
         outputs = _StreamOutputs(args.out_dir, name, source.fps or 30.0, save_video=not args.no_save)
-        for frame, read_ms in _timed_frames(source):
-            t0 = time.perf_counter() - read_ms / 1000
-            b, s = _boxes_for(boxes, [frame.index])
-            result = stream.process(frame.image, frame.timestamp, boxes=b, box_scores=s,
-                                    return_heatmaps=args.draw_heatmap)
-            outputs.write_record(frame_record(frame.index, frame.timestamp, result))
-            t1 = time.perf_counter()
-            canvas = _draw(result, frame.image, args, fps_ema, True) if not args.no_save or window else None
-            t2 = time.perf_counter()
-            outputs.write_frame(canvas)
-            if window and _show(window, canvas):
-                break
-            summary.add(result, read_ms, (t2 - t1) * 1000, (time.perf_counter() - t2) * 1000)
-            frame_ms = (time.perf_counter() - t0) * 1000
-            fps_ema = 1000 / frame_ms if fps_ema is None else 0.9 * fps_ema + 0.1 * 1000 / frame_ms
-            bar.update(1)
+        pipeline.run(_stream_finisher(outputs, args, window, summary, bar))
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:
+        pipeline.close()
         bar.close()
+        summary.stream = pipeline.stats
+        summary.detector_calls = stream.detector_calls
         if outputs is not None:
             summary.outputs += outputs.close()
 
@@ -441,9 +495,10 @@ def run_demo(argv: Optional[Sequence[str]] = None) -> DemoSummary:
             window = "hrnet_pose demo"
     boxes = load_boxes_file(args.boxes, args.bbox_thr) if args.boxes else None
     source = open_source(args.source)  # before the model: a wrong source fails fast
+    args.flip_test, flip_reason = flip_test_setting(args.flip_test, source.is_live)
     estimator = build_estimator(args)
     os.makedirs(args.out_dir, exist_ok=True)
-    summary = DemoSummary()
+    summary = DemoSummary(flip_test=f"flip test {'on' if estimator.flip_test else 'off'} ({flip_reason})")
     start = time.perf_counter()
     try:
         if source.kind == "images":

@@ -6,7 +6,8 @@ image_id)` with `kind`, `fps`, `size`, `num_frames`, `is_live`, `close()`, usabl
 Files are processed frame by frame, every frame. Live sources (webcam, stream URL) are read on a background thread by
 `LatestFrameReader`, which keeps only the newest frame(s): when inference is slower than the camera, frames are
 skipped instead of queueing up, so the output stays current (the capture-queue latency problem of a plain read loop).
-Skipped frames show as gaps in `Frame.index`, which counts captured frames.
+Skipped frames show as gaps in `Frame.index`, which counts captured frames. A stream URL that drops after it has
+worked is reopened with backoff (`ReconnectingCapture`, counted in `LiveSource.reconnects`).
 
 Images are read as the COCO dataset reads them (`cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION`: EXIF rotation is
 ignored, like the official HRNet loader), so results on a dataset's files match `tools/test.py`.
@@ -30,7 +31,8 @@ from ..datasets.coco import ImageReadError
 from ..datasets.coco import read_image as read_dataset_image
 from ..errors import UserError
 
-__all__ = ["Frame", "FrameSource", "ImageSource", "VideoSource", "LiveSource", "LatestFrameReader", "SourceError",
+__all__ = ["Frame", "FrameSource", "ImageSource", "VideoSource", "LiveSource", "LatestFrameReader",
+           "ReconnectingCapture", "SourceError",
            "open_source", "is_image_path", "is_video_path", "is_url", "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS"]
 
 logger = logging.getLogger(__name__)
@@ -44,6 +46,9 @@ FIRST_FRAME_TIMEOUT_S = 15.0
 # FFmpeg's own defaults wait ~30 s on an unreachable stream; these make a wrong URL fail in seconds
 STREAM_OPEN_TIMEOUT_MS = 10000
 STREAM_READ_TIMEOUT_MS = 10000
+# failed reads in a row that end a video file: OpenCV's read() fails once per frame that does not decode and goes on
+# with the next one, and fails every time at the end, so a short run is a damaged frame and a long one the end
+MAX_UNDECODABLE_RUN = 16
 _VALID = ("valid sources: an image file, a folder of images, a glob ('imgs/*.jpg'), a video file "
           f"({', '.join(VIDEO_EXTENSIONS[:5])}, ...), a webcam index (0) or an rtsp:// / http(s):// URL")
 
@@ -60,13 +65,15 @@ class Frame:
     """One frame. index: position in the file (or capture count for live sources, gaps = skipped frames);
     timestamp: seconds (video position for files, wall clock since opening for live sources, 0 for images);
     image: BGR uint8 [H, W, 3]; name: the image's path ('' for videos and streams); image_id: the number of a
-    COCO-style numeric file name (000000000785.jpg -> 785), else None."""
+    COCO-style numeric file name (000000000785.jpg -> 785), else None; captured: `time.monotonic()` when a live
+    source's camera thread got it (None for files), the start of its frame-to-result latency."""
 
     index: int
     timestamp: float
     image: np.ndarray
     name: str = ""
     image_id: Optional[int] = None
+    captured: Optional[float] = None
 
 
 def is_url(spec: Any) -> bool:
@@ -207,7 +214,9 @@ def _capture_props(cap: Any, name: str, live: bool) -> Tuple[Optional[float], Op
 
 class VideoSource(FrameSource):
     """Every frame of a video file; timestamp = index / fps. `num_frames` is the container's count (an estimate
-    for some formats; iteration reads until the decoder stops)."""
+    for some formats; iteration reads until the decoder stops). A frame that fails to decode is skipped and counted
+    in `num_skipped` (its index is kept free, so timestamps stay right); more than MAX_UNDECODABLE_RUN failed reads
+    in a row are the end of the file."""
 
     kind = "video"
 
@@ -221,17 +230,24 @@ class VideoSource(FrameSource):
             raise SourceError(f"video {spec} could not be opened (not a video, corrupt, or a codec that OpenCV's "
                               f"FFmpeg cannot decode); try converting it: ffmpeg -i {spec} -c:v libx264 out.mp4")
         self.fps, self.size, self.num_frames = _capture_props(self._cap, f"video {spec}", live=False)
+        self.num_skipped = 0
         self._used = False
 
     def __iter__(self) -> Iterator[Frame]:
         if self._used:
             raise SourceError(f"video {self.spec} was already read; open it again to read it twice")
         self._used = True
-        index = 0
-        while self._cap is not None:
+        index = failures = 0
+        while self._cap is not None and failures <= MAX_UNDECODABLE_RUN:
             ok, image = self._cap.read()
             if not ok or image is None:
-                break
+                failures += 1  # a frame that does not decode, or the end: the reads after it tell which
+                continue
+            if failures:
+                self.num_skipped += failures
+                logger.warning("video %s: %d frame(s) before frame %d could not be decoded; skipped (%d so far)",
+                               self.spec, failures, index + failures, self.num_skipped)
+                index, failures = index + failures, 0
             yield Frame(index, index / self.fps, image)
             index += 1
         if self.num_frames is not None and index != self.num_frames:
@@ -277,7 +293,7 @@ class LatestFrameReader:
                 ok, image = self.capture.read()
                 if not ok or image is None:
                     break
-                frame = Frame(self.frames_read, self._clock() - self._start, image)
+                frame = Frame(self.frames_read, self._clock() - self._start, image, captured=time.monotonic())
                 with self._cond:
                     if len(self._frames) == self._frames.maxlen:
                         self.dropped += 1
@@ -318,6 +334,67 @@ class LatestFrameReader:
                            self.name)
 
 
+class ReconnectingCapture:
+    """A stream's capture that reopens the stream when it drops (a failed read: the server closed the connection, the
+    network went away), waiting `first_wait_s`, then twice as long each failed try up to `max_wait_s`, and giving up
+    (end of stream) after `give_up_s` without a frame. `reconnects` counts successful reopenings. Frame counting,
+    dropping and timestamps stay with the `LatestFrameReader` that reads it, so they run on across a reconnect.
+    `cancel()` ends a wait at once (closing the source)."""
+
+    def __init__(self, open_capture: Callable[[], Any], name: str, capture: Any, first_wait_s: float = 0.25,
+                 max_wait_s: float = 8.0, give_up_s: float = 60.0) -> None:
+        self._open = open_capture
+        self.name = name
+        self._cap: Any = capture
+        self.first_wait_s, self.max_wait_s, self.give_up_s = first_wait_s, max_wait_s, give_up_s
+        self.reconnects = 0
+        self._cancel = threading.Event()
+
+    def read(self) -> Tuple[bool, Optional[np.ndarray]]:
+        ok, image = self._cap.read() if self._cap is not None else (False, None)
+        if ok and image is not None:
+            return True, image
+        return self._reconnect()
+
+    def _reconnect(self) -> Tuple[bool, Optional[np.ndarray]]:
+        deadline, wait = time.monotonic() + self.give_up_s, self.first_wait_s
+        while not self._cancel.is_set() and time.monotonic() < deadline:
+            self._release_capture()
+            logger.warning("%s dropped; reopening in %g s", self.name, wait)
+            if self._cancel.wait(wait):
+                break
+            cap = self._open()
+            ok, image = cap.read() if cap.isOpened() else (False, None)
+            if ok and image is not None:
+                self._cap = cap
+                self.reconnects += 1
+                logger.warning("%s reopened (reconnect %d)", self.name, self.reconnects)
+                return True, image
+            cap.release()
+            wait = min(2 * wait, self.max_wait_s)
+        if not self._cancel.is_set():
+            logger.warning("%s: no frame for %g s of reopening; ending the stream", self.name, self.give_up_s)
+        return False, None
+
+    def get(self, prop: int) -> float:
+        return self._cap.get(prop) if self._cap is not None else 0.0
+
+    def isOpened(self) -> bool:
+        return self._cap is not None and self._cap.isOpened()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def _release_capture(self) -> None:
+        cap, self._cap = self._cap, None
+        if cap is not None:
+            cap.release()
+
+    def release(self) -> None:
+        self.cancel()
+        self._release_capture()
+
+
 class LiveSource(FrameSource):
     """A webcam or stream URL read by a `LatestFrameReader` (see module docstring). timestamp: seconds since open."""
 
@@ -340,7 +417,15 @@ class LiveSource(FrameSource):
     def dropped(self) -> int:
         return self.reader.dropped
 
+    @property
+    def reconnects(self) -> int:
+        """Times a dropped stream was reopened (`ReconnectingCapture`); 0 for webcams."""
+        return int(getattr(self.reader.capture, "reconnects", 0))
+
     def close(self) -> None:
+        cancel = getattr(self.reader.capture, "cancel", None)
+        if cancel is not None:  # a reader waiting to reopen the stream stops now, not after its backoff
+            cancel()
         self.reader.close()
 
 
@@ -385,7 +470,9 @@ def _open_stream(url: str, buffer: int) -> LiveSource:
         cap.release()
         raise SourceError(f"stream {url} could not be opened (wrong address, credentials or network, no answer "
                           f"within {STREAM_OPEN_TIMEOUT_MS / 1000:g} s, or a protocol OpenCV's FFmpeg does not read)")
-    return LiveSource(url, cap, "stream", buffer)
+    # a wrong address fails at once (above); a stream that worked and then drops is reopened
+    reopening = ReconnectingCapture(lambda: _quiet_capture(url, cv2.CAP_ANY, params), f"stream {url}", cap)
+    return LiveSource(url, reopening, "stream", buffer)
 
 
 def _images_from_glob(pattern: str) -> List[str]:
