@@ -281,11 +281,16 @@ def _demo_side_by_side(cfg, args) -> int:
     from hrnet_pose.benchmarks.demo import format_demo_table, run_demo_benchmark
 
     rows = run_demo_benchmark(cfg, args.det_model, num_frames=args.iters, device=str(args.device))
-    print(f"demo schedules, config {args.cfg}, detector {args.det_model} (random weights), device {args.device} "
-          f"({torch.get_num_threads()} threads), 1280x720, 6 persons, flip test off")
-    print(format_demo_table(rows))
-    if args.json:
-        write_json_atomic(rows, args.json, indent=2)
+    return _report(f"demo schedules, config {args.cfg}, detector {args.det_model} (random weights), device "
+                   f"{args.device} ({torch.get_num_threads()} threads), 1280x720, 6 persons, flip test off",
+                   format_demo_table(rows), rows, args.json)
+
+
+def _report(title: str, table: str, rows: list, json_path: str) -> int:
+    print(title)
+    print(table)
+    if json_path:
+        write_json_atomic(rows, json_path, indent=2)
     return 0
 
 
@@ -295,12 +300,9 @@ def _detectors_side_by_side(args) -> int:
     from hrnet_pose.benchmarks.detectors import benchmark_detectors, format_detectors_table
 
     rows = benchmark_detectors(args.detectors, iters=args.iters, threads=args.threads)
-    print(f"person detectors, 1280x720 frame, random weights, CPU {_cpu_name() or '?'} "
-          f"({torch.get_num_threads()} threads), median of {args.iters} after the first call")
-    print(format_detectors_table(rows))
-    if args.json:
-        write_json_atomic(rows, args.json, indent=2)
-    return 0
+    return _report(f"person detectors, 1280x720 frame, random weights, CPU {_cpu_name() or '?'} "
+                   f"({torch.get_num_threads()} threads), median of {args.iters} after the first call",
+                   format_detectors_table(rows), rows, args.json)
 
 
 if __name__ == "__main__":
