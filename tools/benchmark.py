@@ -29,6 +29,12 @@ configs beside --cfg; hrnet_pose.benchmarks.models):
         --compare experiments/coco/litehrnet/litehrnet_30_256x192.yaml experiments/coco/hrnet/w32_256x192_adam_lr1e-3.yaml \
         --batch 1 6 --threads 2 [--json models.json]
 
+Person detectors on a 1280x720 frame in PyTorch and onnxruntime (random weights; --cfg is not used by this mode;
+hrnet_pose.benchmarks.detectors):
+
+    python tools/benchmark.py --cfg experiments/synthetic/quickstart.yaml --mode detectors --threads 2 --iters 5 \
+        [--detectors ssdlite mobilenet320 mobilenet fasterrcnn] [--json detectors.json]
+
 Speed is measured here, never asserted in tests. On a shared CPU, timings vary by about +-10% between runs.
 """
 
@@ -52,11 +58,14 @@ from hrnet_pose.models import build_model
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cfg", required=True)
-    parser.add_argument("--mode", choices=["train", "infer", "data", "all", "step", "cpu", "demo", "int8", "models"],
+    parser.add_argument("--mode", choices=["train", "infer", "data", "all", "step", "cpu", "demo", "int8", "models",
+                                           "detectors"],
                         default="all",
                         help="step: the training step, plain (fp32 NCHW eager) vs fast (bf16 channels_last fused, "
                              "compiled/graphed on CUDA), side by side")
     parser.add_argument("--det-model", default="fasterrcnn", help="demo mode: fasterrcnn or mobilenet")
+    parser.add_argument("--detectors", nargs="+", default=["ssdlite", "mobilenet320", "mobilenet", "fasterrcnn"],
+                        help="detectors mode: which person detectors, each in torch and onnxruntime")
     parser.add_argument("--compile", default="", help="step mode, fast variant on CUDA: ENGINE.COMPILE mode "
                                                       "('' = CUDA graphs via 'reduce-overhead')")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
@@ -100,6 +109,8 @@ def main(argv=None) -> int:
         return _int8_validation(cfg, args)
     if args.mode == "models":
         return _models_side_by_side(cfg, args)
+    if args.mode == "detectors":
+        return _detectors_side_by_side(args)
     return _model_and_loader(cfg, args)
 
 
@@ -270,12 +281,28 @@ def _demo_side_by_side(cfg, args) -> int:
     from hrnet_pose.benchmarks.demo import format_demo_table, run_demo_benchmark
 
     rows = run_demo_benchmark(cfg, args.det_model, num_frames=args.iters, device=str(args.device))
-    print(f"demo schedules, config {args.cfg}, detector {args.det_model} (random weights), device {args.device} "
-          f"({torch.get_num_threads()} threads), 1280x720, 6 persons, flip test off")
-    print(format_demo_table(rows))
-    if args.json:
-        write_json_atomic(rows, args.json, indent=2)
+    return _report(f"demo schedules, config {args.cfg}, detector {args.det_model} (random weights), device "
+                   f"{args.device} ({torch.get_num_threads()} threads), 1280x720, 6 persons, flip test off",
+                   format_demo_table(rows), rows, args.json)
+
+
+def _report(title: str, table: str, rows: list, json_path: str) -> int:
+    print(title)
+    print(table)
+    if json_path:
+        write_json_atomic(rows, json_path, indent=2)
     return 0
+
+
+def _detectors_side_by_side(args) -> int:
+    """--mode detectors: each person detector on a 1280x720 frame in PyTorch and onnxruntime (random weights;
+    hrnet_pose.benchmarks.detectors)."""
+    from hrnet_pose.benchmarks.detectors import benchmark_detectors, format_detectors_table
+
+    rows = benchmark_detectors(args.detectors, iters=args.iters, threads=args.threads)
+    return _report(f"person detectors, 1280x720 frame, random weights, CPU {_cpu_name() or '?'} "
+                   f"({torch.get_num_threads()} threads), median of {args.iters} after the first call",
+                   format_detectors_table(rows), rows, args.json)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Draw HRNet poses on images, folders, globs, videos, webcams and RTSP/HTTP streams.
 
-    python tools/demo.py SOURCE --config EXPERIMENT.yaml --weights MODEL.pth [--det-model fasterrcnn|mobilenet|none]
+    python tools/demo.py SOURCE --config EXPERIMENT.yaml --weights MODEL.pth [--det-model auto|fasterrcnn|mobilenet|mobilenet320|ssdlite|none]
         [--track] [--smooth] [--det-interval N] [--boxes DETECTIONS.json] [--out-dir DIR] [--show] [--debug]
 
 Writes annotated images (+ predictions.json, COCO results) or an annotated video (+ one JSON line per frame) under

@@ -49,7 +49,8 @@ def random_mobilenet():
     """The fast detector with random weights, its person logit raised so that it reports people (an untrained head
     spreads its scores over all 91 classes)."""
     torch.manual_seed(0)
-    det = _small_input(PersonDetector("mobilenet", pretrained=False, score_thr=0.3, nms_thr=0.5, max_persons=5))
+    det = _small_input(PersonDetector("mobilenet", pretrained=False, score_thr=0.3, nms_thr=0.5, max_persons=5,
+                                      runtime="torch"))
     with torch.no_grad():
         det.model.roi_heads.box_predictor.cls_score.bias[1] += 5.0
     return det
@@ -106,8 +107,8 @@ def test_weights_file_round_trip(random_mobilenet, image, tmp_path):
     torch.save({"model": {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}}, frozen_bn)
     small = cv2.resize(image, (320, 212))
     expected = random_mobilenet.detect_batch([image, small])
-    by_name = _small_input(build_detector(f"mobilenet:{full}", score_thr=0.3, max_persons=5))
-    by_path = _small_input(build_detector(str(frozen_bn), score_thr=0.3, max_persons=5))
+    by_name = _small_input(build_detector(f"mobilenet:{full}", score_thr=0.3, max_persons=5, runtime="torch"))
+    by_path = _small_input(build_detector(str(frozen_bn), score_thr=0.3, max_persons=5, runtime="torch"))
     assert isinstance(by_path, PersonDetector) and by_path.name == "mobilenet"
     for det, img, (exp_boxes, exp_scores) in ((by_name, image, expected[0]), (by_path, small, expected[1])):
         boxes, scores = det(img)
@@ -127,7 +128,7 @@ def test_weights_of_the_wrong_architecture_are_refused(random_mobilenet, tmp_pat
 
 
 def test_accurate_detector_is_resnet50_fpn_v2():
-    det = PersonDetector("fasterrcnn", pretrained=False)
+    det = PersonDetector("fasterrcnn", pretrained=False, runtime="torch")
     n_params = sum(p.numel() for p in det.model.parameters())
     assert n_params == DETECTOR_WEIGHTS["fasterrcnn"].meta["num_params"]
     assert guess_architecture(det.model.state_dict()) == "fasterrcnn"

@@ -51,8 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--int8", action="store_true", help="onnxruntime int8, calibrated on the first crops (or on "
                                                         "--int8-calib); its keypoint error against fp32 is logged once")
     p.add_argument("--int8-calib", default="", help="folder of person images (one person each) to calibrate --int8")
-    p.add_argument("--det-model", default="fasterrcnn",
-                   help="person detector: fasterrcnn (accurate), mobilenet (fast) or none (whole frame = 1 person)")
+    p.add_argument("--det-model", default="auto",
+                   help="person detector: auto (ssdlite on a CPU, fasterrcnn on CUDA), fasterrcnn (accurate), "
+                        "mobilenet, mobilenet320, ssdlite (fastest) or none (whole frame = 1 person)")
+    p.add_argument("--det-runtime", default="auto", choices=["auto", "torch", "onnxruntime"],
+                   help="detector runtime: auto = onnxruntime on a CPU when installed (exported once into "
+                        "$HRNET_POSE_CACHE or ~/.cache/hrnet_pose/onnx), else PyTorch")
     p.add_argument("--det-weights", default="", help="local detector weights file (instead of torchvision download)")
     p.add_argument("--bbox-thr", type=float, default=0.5, help="minimum person box score (detector and --boxes)")
     p.add_argument("--nms-thr", type=float, default=0.5, help="detector box NMS IoU threshold")
@@ -262,7 +266,7 @@ def build_estimator(args: argparse.Namespace) -> PoseEstimator:
     if not args.boxes and args.det_model.lower() != "none":
         detector = build_detector(args.det_model, device=_device_name(args.device), score_thr=args.bbox_thr,
                                   nms_thr=args.nms_thr, max_persons=args.max_persons,
-                                  weights=args.det_weights or None)
+                                  weights=args.det_weights or None, runtime=args.det_runtime)
     estimator = PoseEstimator.from_config(config, args.weights or None, device=args.device, detector=detector,
                                           flip_test=args.flip_test, amp=args.amp, max_batch=args.max_batch,
                                           opts=list(args.opts), backend=args.backend)

@@ -1,21 +1,30 @@
 """Person detectors for top-down pose estimation: torchvision's COCO detectors, person class only.
 
-A top-down pose model needs person boxes first. Two torchvision detectors (box AP on COCO val2017 and GFLOPs at
-800 px as torchvision's weight tables give them):
+A top-down pose model needs person boxes first. Four torchvision detectors (box AP on COCO val2017 and GFLOPs as
+torchvision's weight tables give them, https://pytorch.org/vision/stable/models.html, "Table of all available Object
+Detection weights"; the same figures are the `_metrics` / `_ops` of the weight enums):
 
 - 'fasterrcnn': Faster R-CNN ResNet-50 FPN v2 (Li et al., "Benchmarking Detection Transfer Learning with Vision
   Transformers", 2021), `FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1`: 46.7 box AP, 280 GFLOPs, 43.7 M parameters,
-  167 MB. The accurate one; seconds per image on a CPU, fine on a GPU.
+  167 MB, shorter side resized to 800 px. The accurate one; seconds per frame on a CPU, fine on a GPU.
 - 'mobilenet': Faster R-CNN MobileNetV3-Large FPN (Howard et al., "Searching for MobileNetV3", ICCV 2019),
-  `FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1`: 32.8 box AP, 4.5 GFLOPs, 19.4 M parameters, 74 MB. The fast
-  one: about 60x fewer operations. torchvision's lighter options (the 320 px variant, 22.8 AP, 0.72 GFLOPs; SSDlite320,
-  21.3 AP, 0.58 GFLOPs) lose too many small and occluded people to be worth it for pose.
+  `FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1`: 32.8 box AP, 4.49 GFLOPs, 19.4 M parameters, 74 MB, 800 px.
+- 'mobilenet320': the same network at 320 px (`FasterRCNN_MobileNet_V3_Large_320_FPN_Weights.COCO_V1`): 22.8 box AP,
+  0.72 GFLOPs. Same state dict layout as 'mobilenet' (a weights file cannot tell them apart: name it).
+- 'ssdlite': SSDlite320 MobileNetV3-Large (Liu et al., "SSD", ECCV 2016; Sandler et al., "MobileNetV2", CVPR 2018),
+  `SSDLite320_MobileNet_V3_Large_Weights.COCO_V1`: 21.3 box AP, 0.58 GFLOPs, 3.4 M parameters; the frame squeezed to
+  320x320. The live choice on a CPU (`--det-model auto` there): it misses small and occluded people that the 800 px
+  detectors find, which matters little for a webcam with a few people near the camera, tracked between detections.
 
-Both run at torchvision's own input size (shorter side resized to 800 px inside the model).
+`resolve_detector_name('auto', device)` gives 'ssdlite' on a CPU and 'fasterrcnn' on CUDA.
 
 Contract: `detector(image_bgr uint8 [H, W, 3]) -> (boxes float32 [N, 4] x1,y1,x2,y2 in image pixels, scores float32
 [N])`, highest score first, COCO label 1 (person) only, scores >= score_thr, after box NMS at nms_thr, at most
 max_persons. `CallableDetector` puts the same rules around any user function `image -> (boxes, scores)`.
+
+Runtime: 'torch' runs the torchvision model; 'onnxruntime' exports it once per frame size into a cache, checks the
+graph's boxes against PyTorch's on that frame, and runs it there (`deploy.detector_export`); 'auto' is onnxruntime on
+a CPU when it is installed, else torch. The torch model stays loaded either way (it is what gets exported).
 
 Weights come from torchvision's URLs, downloaded by `hrnet_pose.download` (a timeout per network operation,
 hash-checked, into the torch hub cache `$TORCH_HOME/hub/checkpoints`, with a progress bar; `HRNET_POSE_OFFLINE=1`
@@ -33,6 +42,7 @@ import torch
 from torchvision.models import detection as tv_detection
 from torchvision.ops import nms
 
+from ..deploy.detector_export import DetectorParityError
 from ..download import DownloadError, download
 from ..errors import CheckpointMismatchError, UserError
 from ..geometry import invalid_box
@@ -40,20 +50,29 @@ from ..models.weights import read_state_dict_file
 
 MAX_PERSONS = 100  # the person cap per frame of every detector, the API and tools/demo.py --max-persons
 
-__all__ = ["DETECTORS", "DETECTOR_WEIGHTS", "DEFAULT_DETECTOR", "PERSON_LABEL", "PersonDetector", "CallableDetector",
-           "build_detector", "filter_person_boxes", "DetectorWeightsUnavailable", "DetectorOutputError"]
+__all__ = ["DETECTORS", "DETECTOR_WEIGHTS", "DEFAULT_DETECTOR", "AUTO_DETECTOR", "PERSON_LABEL", "PersonDetector",
+           "CallableDetector", "build_detector", "filter_person_boxes", "resolve_detector_name", "resolve_runtime",
+           "DetectorWeightsUnavailable", "DetectorOutputError"]
 
 logger = logging.getLogger(__name__)
 
 DETECTORS: Dict[str, Callable[..., torch.nn.Module]] = {
     "fasterrcnn": tv_detection.fasterrcnn_resnet50_fpn_v2,
     "mobilenet": tv_detection.fasterrcnn_mobilenet_v3_large_fpn,
+    "mobilenet320": tv_detection.fasterrcnn_mobilenet_v3_large_320_fpn,
+    "ssdlite": tv_detection.ssdlite320_mobilenet_v3_large,
 }
 DETECTOR_WEIGHTS = {
     "fasterrcnn": tv_detection.FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1,
     "mobilenet": tv_detection.FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1,
+    "mobilenet320": tv_detection.FasterRCNN_MobileNet_V3_Large_320_FPN_Weights.COCO_V1,
+    "ssdlite": tv_detection.SSDLite320_MobileNet_V3_Large_Weights.COCO_V1,
 }
 DEFAULT_DETECTOR = "fasterrcnn"
+# `--det-model auto`: on a CPU the cheapest (ssdlite ran faster than mobilenet320 here, README), on CUDA the accurate
+AUTO_DETECTOR = {"cpu": "ssdlite", "cuda": "fasterrcnn"}
+RUNTIMES = ("auto", "torch", "onnxruntime")
+SSD_ANCHORS_PER_LOCATION = 6  # ssdlite320's DefaultBoxGenerator: aspect ratios [2, 3] at each of 6 feature maps
 PERSON_LABEL = 1  # torchvision's COCO category list puts 'person' at index 1 (0 is background)
 COCO_NUM_CLASSES = 91
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]+)\.")  # torch.hub's convention: name-<sha256 prefix>.pth
@@ -153,8 +172,11 @@ def _read_state_dict(path: str, mmap: bool = False) -> Dict[str, torch.Tensor]:
 
 
 def guess_architecture(state_dict: Dict[str, torch.Tensor]) -> str:
-    """'fasterrcnn' for a ResNet backbone (keys backbone.body.layerN...), else 'mobilenet'."""
-    return "fasterrcnn" if any(k.startswith("backbone.body.layer") for k in state_dict) else "mobilenet"
+    """'fasterrcnn' for a ResNet backbone (keys backbone.body.layerN...), 'ssdlite' for an SSD head, else 'mobilenet'
+    ('mobilenet320' has the same keys and shapes: it has to be named)."""
+    if any(k.startswith("backbone.body.layer") for k in state_dict):
+        return "fasterrcnn"
+    return "ssdlite" if any(k.startswith("head.classification_head.") for k in state_dict) else "mobilenet"
 
 
 def _load_into(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor], source: str, name: str) -> None:
@@ -174,75 +196,144 @@ def _load_into(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor], sour
                         f"{', '.join(DETECTORS)}")
 
 
+def _state_dict_for(name: str, weights: Optional[str], pretrained: bool,
+                    progress: bool) -> Tuple[Optional[Dict[str, torch.Tensor]], str]:
+    """(state dict or None for random weights, where it came from)."""
+    if weights is not None:
+        return _read_state_dict(os.fspath(weights)), os.fspath(weights)
+    if not pretrained:
+        return None, "random initialisation"
+    source = _download(name, progress)
+    try:
+        return dict(read_state_dict_file(source)), source
+    except Exception as err:  # noqa: BLE001 - a truncated or foreign file in the cache
+        raise DetectorWeightsUnavailable(name, DETECTOR_WEIGHTS[name].url, source, f"{type(err).__name__}: {err}",
+                                         cached_file_bad=True) from err
+
+
+def _num_classes(state_dict: Optional[Dict[str, torch.Tensor]]) -> int:
+    """COCO's 91, or fewer for a detector fine-tuned on fewer classes (e.g. background + person keeps label 1)."""
+    if state_dict is None:
+        return COCO_NUM_CLASSES
+    if "roi_heads.box_predictor.cls_score.weight" in state_dict:
+        return int(state_dict["roi_heads.box_predictor.cls_score.weight"].shape[0])
+    ssd_logits = state_dict.get("head.classification_head.module_list.0.1.weight")
+    if ssd_logits is not None:  # [anchors x classes, C, 1, 1]
+        return int(ssd_logits.shape[0]) // SSD_ANCHORS_PER_LOCATION
+    return COCO_NUM_CLASSES
+
+
+def _build_model(name: str, num_classes: int, score_thr: float, nms_thr: float, max_dets: int) -> torch.nn.Module:
+    """Built without torchvision's own weight loading (which would download). The model's own score threshold and NMS
+    are set to ours so that nothing we would keep is dropped early (SSD and Faster R-CNN name them differently)."""
+    if name == "ssdlite":
+        post = dict(score_thresh=score_thr, nms_thresh=nms_thr, detections_per_img=max_dets)
+    else:
+        post = dict(box_score_thresh=score_thr, box_nms_thresh=nms_thr, box_detections_per_img=max_dets)
+    return DETECTORS[name](weights=None, weights_backbone=None, num_classes=num_classes, **post)
+
+
+def resolve_runtime(runtime: str, device: torch.device) -> str:
+    """'torch' or 'onnxruntime' for a runtime name ('auto': onnxruntime on a CPU when it is installed)."""
+    runtime = (runtime or "auto").strip().lower()
+    if runtime not in RUNTIMES:
+        raise UserError(f"unknown detector runtime '{runtime}'; valid: {', '.join(RUNTIMES)}")
+    if runtime == "torch" or (runtime == "auto" and device.type != "cpu"):
+        return "torch"
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError as err:
+        if runtime == "onnxruntime":
+            raise UserError("the onnxruntime detector runtime needs onnxruntime: pip install onnxruntime") from err
+        logger.warning("onnxruntime is not installed: the person detector runs in PyTorch on the CPU, several times "
+                       "slower (pip install onnxruntime)")
+        return "torch"
+    return "onnxruntime"
+
+
+def resolve_detector_name(name: str, device: Union[str, torch.device]) -> str:
+    """AUTO_DETECTOR's choice for 'auto' on this device; any other name unchanged."""
+    if isinstance(name, str) and name.strip().lower() == "auto":
+        return AUTO_DETECTOR["cuda" if torch.device(device).type == "cuda" else "cpu"]
+    return name
+
+
 # ----------------------------------------------------------------------------------------------- detectors
 class PersonDetector:
     """A torchvision COCO detector that returns person boxes only (see module docstring).
 
     weights: a local `.pth` (a torchvision state dict); None downloads torchvision's COCO weights into the torch hub
     cache. pretrained=False builds random weights (tests, offline experiments) and never touches the network.
+    runtime: 'auto', 'torch' or 'onnxruntime' (module docstring); cache_dir: where onnxruntime graphs are kept
+    (default `$HRNET_POSE_CACHE` or ~/.cache/hrnet_pose/onnx).
     """
 
     def __init__(self, name: str = DEFAULT_DETECTOR, weights: Optional[str] = None, device: Union[str, torch.device]
                  = "cpu", score_thr: float = 0.5, nms_thr: float = 0.5, max_persons: int = MAX_PERSONS,
-                 pretrained: bool = True, progress: bool = True) -> None:
+                 pretrained: bool = True, progress: bool = True, runtime: str = "auto",
+                 cache_dir: Optional[str] = None) -> None:
         if name not in DETECTORS:
             raise UserError(f"unknown person detector '{name}'; valid: {', '.join(DETECTORS)} (or 'none')")
         _check_thresholds(score_thr, nms_thr, max_persons)
         self.name = name
         self.score_thr, self.nms_thr, self.max_persons = float(score_thr), float(nms_thr), int(max_persons)
         self.device = torch.device(device)
-        state_dict, source = None, "random initialisation"
-        if weights is not None:
-            state_dict, source = _read_state_dict(os.fspath(weights)), os.fspath(weights)
-        elif pretrained:
-            source = _download(name, progress)
-            try:
-                state_dict = dict(read_state_dict_file(source))
-            except Exception as err:  # noqa: BLE001 - a truncated or foreign file in the cache
-                url = DETECTOR_WEIGHTS[name].url
-                raise DetectorWeightsUnavailable(name, url, source, f"{type(err).__name__}: {err}",
-                                                 cached_file_bad=True) from err
-        num_classes = COCO_NUM_CLASSES
-        if state_dict is not None and "roi_heads.box_predictor.cls_score.weight" in state_dict:
-            # a detector fine-tuned on fewer classes (e.g. background + person) keeps label 1 for person
-            num_classes = int(state_dict["roi_heads.box_predictor.cls_score.weight"].shape[0])
-        # Built without torchvision's own weight loading (which would download), then filled in. The model's own
-        # per-class score threshold and NMS are set to ours so that nothing we would keep is dropped early.
-        self.model = DETECTORS[name](weights=None, weights_backbone=None, num_classes=num_classes,
-                                     box_score_thresh=self.score_thr, box_nms_thresh=self.nms_thr,
-                                     box_detections_per_img=max(100, self.max_persons))
+        self.runtime = resolve_runtime(runtime, self.device)
+        self._runtime_asked = (runtime or "auto").strip().lower()
+        state_dict, source = _state_dict_for(name, weights, pretrained, progress)
+        max_dets = max(100, self.max_persons)
+        self.model = _build_model(name, _num_classes(state_dict), self.score_thr, self.nms_thr, max_dets)
         if state_dict is not None:
             _load_into(self.model, state_dict, source, name)
         self.model.eval().requires_grad_(False).to(self.device)
         self.weights_source = source
-        logger.info("person detector '%s' (%s) from %s on %s", name, DETECTORS[name].__name__, source, self.device)
+        self.onnx = None
+        if self.runtime == "onnxruntime":
+            from ..deploy.detector_export import OnnxPersonDetectorRunner
+            from ..deploy.onnx_backend import _providers
+
+            self.model.cpu()  # exported and checked on the CPU; the graph runs wherever the providers say
+            self.onnx = OnnxPersonDetectorRunner(self.model, name, (self.score_thr, max_dets),
+                                                 providers=_providers(str(self.device), None), folder=cache_dir)
+        logger.info("person detector '%s' (%s) from %s on %s in %s", name, DETECTORS[name].__name__, source,
+                    self.device, self.runtime)
 
     def __repr__(self) -> str:
         return (f"PersonDetector(name={self.name!r}, weights={self.weights_source!r}, device={str(self.device)!r}, "
-                f"score_thr={self.score_thr}, nms_thr={self.nms_thr}, max_persons={self.max_persons})")
+                f"runtime={self.runtime!r}, score_thr={self.score_thr}, nms_thr={self.nms_thr}, "
+                f"max_persons={self.max_persons})")
 
     def _to_tensor(self, image: np.ndarray) -> torch.Tensor:
         rgb = np.ascontiguousarray(_check_image(image)[..., ::-1])
         # uint8 crosses to the device (4x less to copy than float), then [0, 1] float CHW as torchvision expects
         return torch.from_numpy(rgb).to(self.device).permute(2, 0, 1).float().div_(255.0)
 
-    def _person_outputs(self, output: Dict[str, torch.Tensor]) -> Tuple[np.ndarray, np.ndarray]:
-        person = output["labels"] == PERSON_LABEL
-        return filter_person_boxes(output["boxes"][person].float().cpu().numpy(),
-                                   output["scores"][person].float().cpu().numpy(),
-                                   self.score_thr, self.nms_thr, self.max_persons)
+    def _person_outputs(self, boxes: np.ndarray, labels: np.ndarray,
+                        scores: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        person = labels == PERSON_LABEL
+        return filter_person_boxes(boxes[person], scores[person], self.score_thr, self.nms_thr, self.max_persons)
 
     def __call__(self, image_bgr: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """BGR uint8 [H, W, 3] -> (boxes float32 [N, 4] x1,y1,x2,y2 image px, scores float32 [N]), best first."""
         return self.detect_batch([image_bgr])[0]
 
     def detect_batch(self, images_bgr: Sequence[np.ndarray]) -> List[Tuple[np.ndarray, np.ndarray]]:
-        """Several images (sizes may differ) in one forward pass; one (boxes, scores) pair per image."""
+        """Several images (sizes may differ) in one forward pass (torch) or one after the other (onnxruntime: a graph
+        per frame size); one (boxes, scores) pair per image."""
         if not len(images_bgr):
             return []
+        if self.onnx is not None:
+            try:
+                return [self._person_outputs(*self.onnx(_check_image(image))) for image in images_bgr]
+            except DetectorParityError as err:  # the graph of a new frame size did not give PyTorch's boxes
+                if self._runtime_asked == "onnxruntime":
+                    raise
+                logger.warning("%s; the person detector runs in PyTorch instead (runtime 'auto')", err)
+                self.onnx, self.runtime = None, "torch"
         with torch.inference_mode():
             outputs = self.model([self._to_tensor(image) for image in images_bgr])
-        return [self._person_outputs(output) for output in outputs]
+        return [self._person_outputs(*(o[k].float().cpu().numpy() if k != "labels" else o[k].cpu().numpy()
+                                       for k in ("boxes", "labels", "scores"))) for o in outputs]
 
 
 class CallableDetector:
@@ -298,12 +389,13 @@ class CallableDetector:
 
 def build_detector(spec: Union[None, str, os.PathLike, ImageDetector], device: Union[str, torch.device] = "cpu",
                    score_thr: float = 0.5, nms_thr: float = 0.5, max_persons: int = MAX_PERSONS,
-                   weights: Optional[str] = None) -> Optional[ImageDetector]:
+                   weights: Optional[str] = None, runtime: str = "auto",
+                   cache_dir: Optional[str] = None) -> Optional[ImageDetector]:
     """A detector from a spec, or None for no detector (the caller then uses the whole image as one person).
 
-    spec: None or 'none'; a name in DETECTORS; 'name:FILE.pth'; a path to a `.pth` (architecture read from its keys);
-    a PersonDetector / CallableDetector (returned as is); any other callable image -> (boxes, scores).
-    weights: a local `.pth` for a named detector (the `--det-weights` option).
+    spec: None or 'none'; a name in DETECTORS or 'auto' (AUTO_DETECTOR for the device); 'name:FILE.pth'; a path to a
+    `.pth` (architecture read from its keys); a PersonDetector / CallableDetector (returned as is); any other callable image -> (boxes, scores).
+    weights: a local `.pth` for a named detector (the `--det-weights` option). runtime, cache_dir: PersonDetector's.
     """
     if spec is None or (isinstance(spec, str) and spec.strip().lower() == "none"):
         return None
@@ -313,8 +405,9 @@ def build_detector(spec: Union[None, str, os.PathLike, ImageDetector], device: U
         return CallableDetector(spec, score_thr=score_thr, nms_thr=nms_thr, max_persons=max_persons)
     if not isinstance(spec, (str, os.PathLike)):
         raise TypeError(f"detector spec must be a name, a path, a callable or None, got {type(spec).__name__}")
-    spec = os.fspath(spec)
-    kwargs = dict(device=device, score_thr=score_thr, nms_thr=nms_thr, max_persons=max_persons)
+    spec = resolve_detector_name(os.fspath(spec), device)
+    kwargs = dict(device=device, score_thr=score_thr, nms_thr=nms_thr, max_persons=max_persons, runtime=runtime,
+                  cache_dir=cache_dir)
     name, path = spec.strip().lower(), None
     prefix, sep, rest = spec.partition(":")
     if name not in DETECTORS and sep and prefix.lower() in DETECTORS:
@@ -323,8 +416,8 @@ def build_detector(spec: Union[None, str, os.PathLike, ImageDetector], device: U
         name, path = None, spec
     elif name not in DETECTORS:
         raise UserError(f"unknown person detector '{spec}'; valid: {', '.join(repr(n) for n in DETECTORS)} "
-                        f"(accurate / fast), 'none' (whole image is one person), 'NAME:FILE.pth' or a local "
-                        f"'.pth' file")
+                        f"(accurate to fast), 'auto' (by device), 'none' (whole image is one person), "
+                        f"'NAME:FILE.pth' or a local '.pth' file")
     if path is not None and weights is not None and os.path.abspath(path) != os.path.abspath(os.fspath(weights)):
         raise UserError(f"detector weights given twice: '{spec}' names {path} but weights (--det-weights) is "
                         f"{weights}; give one")
