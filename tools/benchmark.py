@@ -59,11 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cfg", required=True)
     parser.add_argument("--mode", choices=["train", "infer", "data", "all", "step", "cpu", "demo", "int8", "models",
-                                           "detectors"],
+                                           "detectors", "live"],
                         default="all",
                         help="step: the training step, plain (fp32 NCHW eager) vs fast (bf16 channels_last fused, "
                              "compiled/graphed on CUDA), side by side")
-    parser.add_argument("--det-model", default="fasterrcnn", help="demo mode: fasterrcnn or mobilenet")
+    parser.add_argument("--det-model", default="", help="demo mode: the detector of both schedules (default "
+                                                         "fasterrcnn); live mode: ours (default auto)")
     parser.add_argument("--detectors", nargs="+", default=["ssdlite", "mobilenet320", "mobilenet", "fasterrcnn"],
                         help="detectors mode: which person detectors, each in torch and onnxruntime")
     parser.add_argument("--compile", default="", help="step mode, fast variant on CUDA: ENGINE.COMPILE mode "
@@ -92,7 +93,14 @@ def _parser() -> argparse.ArgumentParser:
                                                                    "activation ranges")
     parser.add_argument("--val-images", type=int, default=0, help="int8 mode, synthetic data: val images to generate "
                                                                   "(default: SYNTHETIC.NUM_VAL_IMAGES)")
-    parser.add_argument("--compare", nargs="+", default=[], help="models mode: more configs measured beside --cfg")
+    parser.add_argument("--compare", nargs="+", default=[], help="models and live modes: more configs measured beside "
+                                                                 "--cfg")
+    parser.add_argument("--persons", type=int, nargs="+", default=[1, 6], help="live mode: persons in the clip")
+    parser.add_argument("--official-frames", type=int, default=0, help="live mode: frames of the official schedule "
+                                                                       "(default: --iters; it runs ~0.1 FPS)")
+    parser.add_argument("--det-interval", type=int, default=5, help="live mode: our detection interval")
+    parser.add_argument("--official-det-model", default="fasterrcnn", help="live mode: the official schedule's "
+                                                                           "detector (the official demo's Faster R-CNN)")
     parser.add_argument("opts", nargs=argparse.REMAINDER)
     return parser
 
@@ -109,6 +117,8 @@ def main(argv=None) -> int:
         return _int8_validation(cfg, args)
     if args.mode == "models":
         return _models_side_by_side(cfg, args)
+    if args.mode == "live":
+        return _live_side_by_side(cfg, args)
     if args.mode == "detectors":
         return _detectors_side_by_side(args)
     return _model_and_loader(cfg, args)
@@ -280,8 +290,9 @@ def _demo_side_by_side(cfg, args) -> int:
     --det-model picks the torchvision detector, run with random weights: same compute, boxes from the clip)."""
     from hrnet_pose.benchmarks.demo import format_demo_table, run_demo_benchmark
 
-    rows = run_demo_benchmark(cfg, args.det_model, num_frames=args.iters, device=str(args.device))
-    return _report(f"demo schedules, config {args.cfg}, detector {args.det_model} (random weights), device "
+    det_model = args.det_model or "fasterrcnn"
+    rows = run_demo_benchmark(cfg, det_model, num_frames=args.iters, device=str(args.device))
+    return _report(f"demo schedules, config {args.cfg}, detector {det_model} (random weights), device "
                    f"{args.device} ({torch.get_num_threads()} threads), 1280x720, 6 persons, flip test off",
                    format_demo_table(rows), rows, args.json)
 
@@ -303,6 +314,24 @@ def _detectors_side_by_side(args) -> int:
     return _report(f"person detectors, 1280x720 frame, random weights, CPU {_cpu_name() or '?'} "
                    f"({torch.get_num_threads()} threads), median of {args.iters} after the first call",
                    format_detectors_table(rows), rows, args.json)
+
+
+def _live_side_by_side(cfg, args) -> int:
+    """--mode live: the whole live pipeline (read, detect, pose, draw, write) against the official demo's schedule on
+    a 1280x720 clip file, for --cfg and every --compare config (hrnet_pose.benchmarks.live)."""
+    from hrnet_pose.benchmarks.live import format_live_table, run_live_benchmark
+
+    named = [(os.path.splitext(os.path.basename(args.cfg))[0], cfg)]
+    named += [(os.path.splitext(os.path.basename(path))[0], load_config(path, args.opts)) for path in args.compare]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = run_live_benchmark(named, persons=args.persons, num_frames=args.iters,
+                              official_frames=args.official_frames or None, det_model=args.det_model or "auto",
+                              det_interval=args.det_interval, device=str(args.device),
+                              official_det_model=args.official_det_model)
+    return _report(f"live pipeline, 1280x720 clip at 25 fps read from a file, random weights (boxes from the clip), "
+                   f"flip test off, CPU {_cpu_name() or '?'} ({torch.get_num_threads()} threads), device {args.device}",
+                   format_live_table(rows), rows, args.json)
 
 
 if __name__ == "__main__":

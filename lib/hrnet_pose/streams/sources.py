@@ -260,6 +260,33 @@ class VideoSource(FrameSource):
             self._cap = None
 
 
+class PacedSource(FrameSource):
+    """A video file played as a camera would deliver it: frames released at the file's frame rate (or `fps`), stamped
+    with their release time as `captured`, and `is_live`, so a pipeline keeps the newest and drops the stale ones.
+    For measuring live behaviour (latency, drops) reproducibly from a file."""
+
+    kind = "paced video"
+    is_live = True
+
+    def __init__(self, source: FrameSource, fps: Optional[float] = None) -> None:
+        super().__init__(source.spec)
+        self.source = source
+        self.fps = float(fps or source.fps or FALLBACK_FPS)
+        self.size, self.num_frames = source.size, source.num_frames
+
+    def __iter__(self) -> Iterator[Frame]:
+        start = time.monotonic()
+        for i, frame in enumerate(self.source):
+            delay = start + i / self.fps - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            frame.captured = time.monotonic()
+            yield frame
+
+    def close(self) -> None:
+        self.source.close()
+
+
 class LatestFrameReader:
     """Reads a capture (anything with read() -> (ok, image), isOpened(), release()) on a daemon thread and keeps only
     the newest `buffer` frames, so a slow consumer gets recent frames instead of an ever older backlog.
