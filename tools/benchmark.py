@@ -319,7 +319,7 @@ def _detectors_side_by_side(args) -> int:
 def _live_side_by_side(cfg, args) -> int:
     """--mode live: the whole live pipeline (read, detect, pose, draw, write) against the official demo's schedule on
     a 1280x720 clip file, for --cfg and every --compare config (hrnet_pose.benchmarks.live)."""
-    from hrnet_pose.benchmarks.live import format_live_table, run_live_benchmark
+    from hrnet_pose.benchmarks.live import FPS, format_live_table, run_live_benchmark
 
     named = [(os.path.splitext(os.path.basename(args.cfg))[0], cfg)]
     named += [(os.path.splitext(os.path.basename(path))[0], load_config(path, args.opts)) for path in args.compare]
@@ -329,7 +329,7 @@ def _live_side_by_side(cfg, args) -> int:
                               official_frames=args.official_frames or None, det_model=args.det_model or "auto",
                               det_interval=args.det_interval, device=str(args.device),
                               official_det_model=args.official_det_model)
-    return _report(f"live pipeline, 1280x720 clip at 25 fps read from a file, random weights (boxes from the clip), "
+    return _report(f"live pipeline, 1280x720 clip at {FPS:g} fps read from a file, random weights (boxes from the clip), "
                    f"flip test off, CPU {_cpu_name() or '?'} ({torch.get_num_threads()} threads), device {args.device}",
                    format_live_table(rows), rows, args.json)
 
