@@ -17,7 +17,7 @@ from hrnet_pose.errors import run_cli
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ann", required=True, help="COCO keypoints annotation json")
+    parser.add_argument("--ann", required=True, help="COCO keypoints annotation json, or an official MPII annot/<set>.json")
     parser.add_argument("--images", required=True, help="folder of the images named in the json's file_name")
     parser.add_argument("--out-dir", required=True, help="where the drawn jpgs go (created if needed)")
     parser.add_argument("--keypoint-set", default="", help="'' for COCO-17, or a keypoint-set yaml")

@@ -206,3 +206,48 @@ def test_make_synthetic_cli_mpii(tmp_path):
     ref = generate_synthetic_mpii(str(tmp_path / "api"), 2, 1, seed=5, image_size=(96, 96))
     assert open(out / "annot" / "valid.json").read() == open(os.path.join(ref, "annot", "valid.json")).read()
     assert set(scipy.io.loadmat(str(out / "annot" / "gt_valid.mat"))) >= {"pos_gt_src", "headboxes_src"}
+
+
+def test_an_official_mpii_checkpoint_loads_strictly_and_a_coco_one_is_refused_naming_the_final_layer(tmp_path):
+    """A 16-joint state dict in the official layout (as pose_hrnet_w32_256x256.pth is) loads strictly into the model
+    of an MPII yaml; a 17-joint COCO one fails with one line naming final_layer and both shapes."""
+    import torch
+
+    from hrnet_pose.errors import format_user_error
+    from hrnet_pose.models import CheckpointMismatchError, load_weights
+
+    tiny = os.path.join(REPO, "tests", "fixtures", "official_hrnet_tiny_a.yaml")
+    mpii_cfg = load_config(tiny, ["DATASET.DATASET", "mpii", "MODEL.NUM_JOINTS", "16"])
+    official_mpii = build_model(mpii_cfg).state_dict()  # the official key names and shapes, 16 heatmaps
+    path = str(tmp_path / "pose_hrnet_mpii.pth")
+    torch.save(official_mpii, path)
+    model = build_model(mpii_cfg)
+    report = load_weights(model, path)
+    assert report.loaded == len(official_mpii) and model.final_layer.out_channels == 16
+    coco = torch.load(os.path.join(REPO, "tests", "fixtures", "official_hrnet_tiny_a.pt"), weights_only=True)
+    with pytest.raises(CheckpointMismatchError) as err:
+        load_weights(build_model(mpii_cfg), coco["state_dict"])
+    line = format_user_error(err.value)[0]
+    assert "final_layer.weight: checkpoint (17, 16, 1, 1) vs model (16, 16, 1, 1)" in line
+
+
+def test_flip_test_uses_the_mpii_pairs_a_mirrored_input_gives_mirrored_joints():
+    """With the MPII set's flip index the flip test commutes with mirroring: heatmaps of a mirrored crop are the
+    flipped-back heatmaps of the crop (UDP's exact flip, so no one-column shift breaks the symmetry)."""
+    import torch
+
+    from hrnet_pose.codecs.flip import flip_back
+    from hrnet_pose.models.inference import heatmaps_with_flip, model_runner
+
+    cfg = load_config(QUICKSTART)
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    x = torch.randn(2, 3, int(cfg.MODEL.IMAGE_SIZE[1]), int(cfg.MODEL.IMAGE_SIZE[0]))
+    run = model_runner(model)
+    plain = heatmaps_with_flip(run, x, MPII16.flip_index, True, False)
+    mirrored = heatmaps_with_flip(run, x.flip(3), MPII16.flip_index, True, False)
+    # the same per-sample forwards in another batch order: float32 rounding of a few convolutions at most
+    torch.testing.assert_close(mirrored, flip_back(plain, MPII16.flip_index), atol=1e-5 * float(plain.abs().max()),
+                               rtol=0)
+    # and the MPII pairs are what makes it hold: COCO's index on 16 channels is not even a permutation of them
+    assert sorted(MPII16.flip_index.tolist()) == list(range(16)) and MPII16.flip_index[0] == 5

@@ -144,3 +144,23 @@ def test_category_keypoint_count_mismatch_names_the_set(tmp_path, capsys):
     assert status == 2
     assert "category 'person' has 17 keypoints but the keypoint set 'star5' has 5" in err
     assert "hint: pass --keypoint-set" in err
+
+
+def test_official_mpii_json_is_drawn_with_the_mpii_joints(tmp_path):
+    """tools/vis_dataset.py reads an official MPII annot/<set>.json: its 16 joints drawn with the MPII set."""
+    from hrnet_pose.datasets.synthetic_mpii import generate_synthetic_mpii
+    from hrnet_pose.datasets.vis_dataset import mpii_as_coco, visualize_coco_dataset
+
+    root = generate_synthetic_mpii(str(tmp_path / "mpii"), num_train=1, num_val=3, seed=1, image_size=(128, 128))
+    ann = os.path.join(root, "annot", "valid.json")
+    with open(ann) as f:
+        entries = json.load(f)
+    data = mpii_as_coco(ann)
+    assert len(data["annotations"]) == len(entries) and data["categories"][0]["keypoint_set"] == "mpii"
+    first = np.asarray(data["annotations"][0]["keypoints"]).reshape(16, 3)
+    np.testing.assert_allclose(first[:, :2], np.asarray(entries[0]["joints"]) - 1.0)  # official 1-based -> 0-based
+    written = visualize_coco_dataset(ann, os.path.join(root, "images"), str(tmp_path / "vis"))
+    assert len(written) == len({e["image"] for e in entries})
+    src = cv2.imread(os.path.join(root, "images", entries[0]["image"]))
+    drawn = cv2.imread(written[0])
+    assert drawn.shape == src.shape and np.abs(drawn.astype(int) - src).mean() > 0.05  # joints and limbs were drawn

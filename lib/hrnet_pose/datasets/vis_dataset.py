@@ -1,4 +1,5 @@
-"""Draw the ground truth of a COCO-format keypoint json onto its images, to check a dataset or a custom keypoint set.
+"""Draw the ground truth of a COCO-format keypoint json (or an official MPII one) onto its images, to check a dataset
+or a custom keypoint set.
 
 Reads the json with the standard library (no pycocotools needed), draws every non-crowd annotation that has
 keypoints with `hrnet_pose.visualization.draw_poses`, and writes one jpg per image. Keypoints get the score 1.0 when
@@ -17,8 +18,9 @@ import cv2
 import numpy as np
 
 from ..errors import UserError
-from ..keypoints import KeypointSet, get_keypoint_set
+from ..keypoints import MPII16, KeypointSet, get_keypoint_set
 from ..visualization import default_sizes, draw_poses
+from .mpii import load_mpii_annotations
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +39,35 @@ def _load(ann_file: str) -> dict:
             data = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise AnnotationFileError(f"{ann_file}: not a json file ({err})") from None
+    if isinstance(data, list):  # the official MPII annotations: one entry per person
+        return mpii_as_coco(ann_file)
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
             or not isinstance(data.get("annotations"), list):
         raise AnnotationFileError(f"{ann_file}: not a COCO annotation file (expected 'images' and 'annotations' "
-                                  "lists)")
+                                  "lists) nor an official MPII one (a list of person entries)")
     return data
+
+
+def mpii_as_coco(ann_file: str) -> dict:
+    """An official MPII json (annot/<set>.json) as COCO-format data: an image per file name, an annotation per
+    person with the 16 joints moved to 0-based pixels (v = 2 where labelled visible, else 0) and the annotated box
+    (center +- scale * 200 / 2), and the MPII keypoint set's category (`categories[0]['keypoint_set'] = 'mpii'`)."""
+    entries = load_mpii_annotations(ann_file, MPII16.num_keypoints, with_joints=False)
+    names: Dict[str, int] = {}
+    annotations = []
+    for i, e in enumerate(entries):
+        image_id = names.setdefault(e["image"], len(names) + 1)
+        joints = np.asarray(e.get("joints", np.zeros((16, 2))), np.float64).reshape(-1, 2) - 1.0
+        vis = np.asarray(e.get("joints_vis", np.zeros(16)), np.float64).reshape(-1) > 0
+        kp = np.concatenate([joints, np.where(vis, 2.0, 0.0)[:, None]], axis=1)
+        half = float(e["scale"]) * 200.0 / 2
+        cx, cy = (float(v) - 1.0 for v in e["center"])
+        annotations.append({"id": i + 1, "image_id": image_id, "category_id": 1, "iscrowd": 0,
+                            "num_keypoints": int(vis.sum()), "keypoints": kp.ravel().tolist(),
+                            "bbox": [cx - half, cy - half, 2 * half, 2 * half]})
+    images = [{"id": image_id, "file_name": name} for name, image_id in names.items()]
+    return {"images": images, "annotations": annotations,
+            "categories": [{"id": 1, "name": "person", "keypoints": list(MPII16.names), "keypoint_set": "mpii"}]}
 
 
 def _check_keypoint_count(data: dict, ann_file: str, kset: KeypointSet) -> None:
@@ -124,6 +150,8 @@ def visualize_coco_dataset(
     data = _load(ann_file)
     if not os.path.isdir(image_dir):
         raise AnnotationFileError(f"image folder not found: {image_dir}")
+    if not keypoint_set and data.get("categories") and data["categories"][0].get("keypoint_set"):
+        keypoint_set = data["categories"][0]["keypoint_set"]  # MPII annotations bring their own set
     try:
         kset = get_keypoint_set(keypoint_set)
     except (ValueError, FileNotFoundError) as err:

@@ -168,11 +168,14 @@ def load_pretrained(model: nn.Module, path: str, layers: Sequence[str]) -> LoadR
 def _mismatch_error(name: str, missing: List[str], unexpected: List[str], shapes: List[str]
                     ) -> CheckpointMismatchError:
     """A one-line summary first (what a command-line user sees), then the full lists."""
-    def summary(noun, items):
+    def summary(noun, items, plural):
         if not items:
             return ""
-        names = ", ".join(item.split(":")[0] for item in items[:3]) + (", ..." if len(items) > 3 else "")
-        return f"{len(items)} {noun}{'' if len(items) == 1 else 's'} ({names})"
+        if plural == "shape mismatches":  # the first one in full: which layer, and both shapes
+            names = items[0] + (f", and {len(items) - 1} more" if len(items) > 1 else "")
+        else:
+            names = ", ".join(item.split(":")[0] for item in items[:3]) + (", ..." if len(items) > 3 else "")
+        return f"{len(items)} {noun if len(items) == 1 else plural} ({names})"
 
     def part(title, items):
         if not items:
@@ -181,8 +184,8 @@ def _mismatch_error(name: str, missing: List[str], unexpected: List[str], shapes
         more = f"\n    ... and {len(items) - 20} more" if len(items) > 20 else ""
         return f"\n  {title} ({len(items)}):\n    {shown}{more}"
 
-    counts = [summary("missing key", missing), summary("unexpected key", unexpected),
-              summary("shape mismatch", shapes)]
+    counts = [summary("missing key", missing, "missing keys"), summary("unexpected key", unexpected, "unexpected keys"),
+              summary("shape mismatch", shapes, "shape mismatches")]
     hint = ("check MODEL.EXTRA (widths, blocks, FINAL_CONV_KERNEL; MODEL.EXTRA.LITE_HRNET for Lite-HRNet), "
             "MODEL.NUM_JOINTS and MODEL.EXTRA.ATTENTION against the config the checkpoint was trained with")
     return CheckpointMismatchError(
