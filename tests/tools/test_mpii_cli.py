@@ -101,3 +101,22 @@ def test_missing_ground_truth_is_one_user_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert f"error: MPII ground truth not found: {os.path.join(root, 'annot', 'gt_valid.mat')}" in err
+
+
+def test_demo_draws_the_16_mpii_joints_with_an_mpii_config(tmp_path):
+    """tools/demo.py with an MPII yaml (and its checkpoint; random weights here) predicts and draws MPII-16."""
+    from hrnet_pose.apis.demo import run_demo
+    from hrnet_pose.apis.estimator import PoseEstimator
+    from hrnet_pose.keypoints import MPII16
+
+    root = generate_synthetic_mpii(str(tmp_path / "mpii"), num_train=1, num_val=1, seed=2, image_size=(128, 128))
+    image = sorted(glob.glob(os.path.join(root, "images", "*.jpg")))[0]
+    est = PoseEstimator.from_config(QUICKSTART, None, device="cpu")
+    assert est.keypoint_set.name == MPII16.name and est(image).keypoints.shape[1:] == (16, 2)
+    out = tmp_path / "demo"
+    summary = run_demo([image, "--config", QUICKSTART, "--weights", "none", "--device", "cpu", "--det-model", "none",
+                        "--out-dir", str(out), "--no-progress"])
+    with open(out / "predictions.json") as f:
+        (pred,) = json.load(f)
+    assert summary.persons == 1 and len(pred["keypoints"]) == 16 * 3
+    assert os.path.isfile(out / os.path.basename(image))
