@@ -320,7 +320,7 @@ def _draw(estimator_result: PoseResult, image: np.ndarray, args: argparse.Namesp
     return canvas
 
 
-def _timed_frames(source: Any) -> Iterator[Tuple[Any, float]]:
+def timed_frames(source: Any) -> Iterator[Tuple[Any, float]]:
     """(frame, ms spent reading it) for every frame of `source`."""
     it = iter(source)
     while True:
@@ -345,7 +345,7 @@ def run_images(source: Any, estimator: PoseEstimator, args: argparse.Namespace,
     predictions: List[Dict[str, Any]] = []
     bar = _progress(source, args)
     try:
-        for frame, read_ms in _timed_frames(source):
+        for frame, read_ms in timed_frames(source):
             # the source numbers COCO-style files ('000000000785.jpg' -> 785); other images go by their file name
             image_id = frame.image_id if frame.image_id is not None else os.path.basename(frame.name)
             b, s = _boxes_for(boxes, [image_id, os.path.basename(frame.name),

@@ -27,6 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import cv2
 import numpy as np
 
+from ..apis.demo import timed_frames
 from ..apis.detectors import PersonDetector, resolve_detector_name
 from ..apis.estimator import PoseEstimator
 from ..apis.pipeline import StreamPipeline
@@ -130,14 +131,10 @@ def run_official(cfg: Any, name: str, clip: str, frames: List[np.ndarray], boxes
     latencies, count = [], 0
     start = time.perf_counter()
     with open_source(clip) as source, VideoWriter(out_path, FPS, SIZE) as writer:
-        frame_iter = iter(source)
-        while True:
+        for frame, read_ms in timed_frames(source):
             t0 = time.perf_counter()
-            frame = next(frame_iter, None)
-            if frame is None:
-                break
             writer.write(estimator(frame.image).plot(frame.image))
-            latencies.append((time.perf_counter() - t0) * 1000)
+            latencies.append(read_ms + (time.perf_counter() - t0) * 1000)
             count += 1
     wall = time.perf_counter() - start
     return _row(name, len(boxes[0]), f"official: {det_model} every frame, torch, 1 person per forward, sequential",
