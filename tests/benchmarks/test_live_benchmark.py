@@ -19,7 +19,8 @@ def test_live_mode_runs_both_schedules_for_every_model_and_person_count(tmp_path
          "--compare", TINY_YAML, "--persons", "1", "2", "--iters", "6", "--official-frames", "2",
          "--official-det-model", "ssdlite", "--device", "cpu", "--threads", "1", "--json", str(out)],
         capture_output=True, text=True, timeout=600, cwd=REPO, env=env)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if "no weights given" not in line]  # the random-weight warning
+    assert proc.returncode == 0, "\n".join(errors[-30:])
     rows = json.loads(out.read_text())
     cells = {(r["model"], r["persons"], r["schedule"].split(" ")[0].rstrip(":"), r.get("paced")) for r in rows}
     assert cells == {(m, p, s, paced) for m in ("litehrnet_quickstart", "official_hrnet_tiny_a") for p in (1, 2)

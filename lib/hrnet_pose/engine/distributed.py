@@ -139,5 +139,10 @@ def any_true_tensor(flag: torch.Tensor) -> torch.Tensor:
 
 
 def cleanup() -> None:
+    """Leave the process group: all ranks meet first, so that none tears down its side (rank 0 also hosts the
+    rendezvous store) while another still talks to it, which gloo answers with an abort (std::terminate)."""
     if is_dist():
-        dist.destroy_process_group()
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
