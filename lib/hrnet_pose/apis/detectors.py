@@ -43,6 +43,7 @@ from torchvision.models import detection as tv_detection
 from torchvision.ops import nms
 
 from ..deploy.detector_export import DetectorParityError
+from ..deploy.ort_cache import missing_packages
 from ..download import DownloadError, download
 from ..errors import CheckpointMismatchError, UserError
 from ..geometry import invalid_box
@@ -240,13 +241,14 @@ def resolve_runtime(runtime: str, device: torch.device) -> str:
         raise UserError(f"unknown detector runtime '{runtime}'; valid: {', '.join(RUNTIMES)}")
     if runtime == "torch" or (runtime == "auto" and device.type != "cpu"):
         return "torch"
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError as err:
+    missing = missing_packages()  # the same check as the pose network's onnxruntime backend
+    if missing:
         if runtime == "onnxruntime":
-            raise UserError("the onnxruntime detector runtime needs onnxruntime: pip install onnxruntime") from err
-        logger.warning("onnxruntime is not installed: the person detector runs in PyTorch on the CPU, several times "
-                       "slower (pip install onnxruntime)")
+            raise UserError(f"the onnxruntime detector runtime needs {' and '.join(missing)}: pip install "
+                            f"{' '.join(missing)}")
+        logger.warning("%s %s not installed: the person detector runs in PyTorch on the CPU, several times slower "
+                       "(pip install %s)", " and ".join(missing), "is" if len(missing) == 1 else "are",
+                       " ".join(missing))
         return "torch"
     return "onnxruntime"
 

@@ -34,7 +34,7 @@ from torch import nn
 from ..errors import UserError
 from ..fileio import atomic_write
 from .export import _native_stdout_discarded
-from .ort_cache import cache_dir
+from .ort_cache import cache_dir, state_dict_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -64,11 +64,7 @@ def model_digest(model: nn.Module) -> str:
     normalisation, score threshold, NMS IoU, proposal counts, ...): the same model gives the same digest wherever its
     weights came from (a file, torchvision's download, a random initialisation), and a change to either gives
     another. Hashing ~20 M parameters takes a fraction of a second."""
-    h = hashlib.sha256()
-    for key, tensor in model.state_dict().items():
-        t = tensor.detach().cpu().contiguous().reshape(-1)
-        h.update(f"{key}:{t.dtype}:{tuple(tensor.shape)}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    h = hashlib.sha256(state_dict_sha256(model.state_dict()).encode())
     for name, module in model.named_modules():
         # the rpn's proposal counts are dicts under private names; other private attributes are torch's bookkeeping
         settings = {k: v for k, v in vars(module).items() if (not k.startswith("_") or k.endswith("_top_n"))

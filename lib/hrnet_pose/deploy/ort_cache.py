@@ -160,8 +160,12 @@ def missing_packages() -> List[str]:
     """Of the packages a cached export needs (onnxruntime to run it, onnx to write its metadata), those not
     installed."""
     import importlib.util
+    import sys
 
-    return [name for name in ("onnxruntime", "onnx") if importlib.util.find_spec(name) is None]
+    # a None entry in sys.modules makes `import name` fail, as an absent package does
+    return [name for name in ("onnxruntime", "onnx")
+            if (name in sys.modules and sys.modules[name] is None) or
+            (name not in sys.modules and importlib.util.find_spec(name) is None)]
 
 
 def describe(backend: Any) -> str:
