@@ -94,19 +94,25 @@ def format_demo_table(rows: List[Dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-class BoxesWithDetectorCost:
-    """A detector stand-in for offline timing: runs a real detector network on the frame (random weights give the
-    same compute as trained ones), then returns the frame's known person boxes, so that both schedules see the same
-    persons. Frames are recognised by identity in `frames`."""
+class ClipBoxes:
+    """A detector stand-in for timing: runs the real detector network on the frame (random weights cost what trained
+    ones cost), then returns the clip's known boxes for that frame, found by a few of its pixels: `frames` are the
+    clip's frames as the caller will pass them (for a video file, decoded from it ahead), so both schedules see the
+    same persons."""
 
-    def __init__(self, detector: Callable[[np.ndarray], Any], frames: Sequence[np.ndarray],
-                 boxes: Sequence[np.ndarray]) -> None:
-        self.detector, self.frames, self.boxes = detector, frames, boxes
+    def __init__(self, detector: Any, frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray]) -> None:
+        self.detector = detector
+        self.index = {self._key(f): i for i, f in enumerate(frames)}
+        self.boxes = boxes
+
+    @staticmethod
+    def _key(image: np.ndarray) -> bytes:
+        return np.ascontiguousarray(image[::37, ::41]).tobytes()
 
     def __call__(self, image: np.ndarray):
         self.detector(image)
-        index = next(i for i, f in enumerate(self.frames) if f is image or np.array_equal(f, image))
-        return self.boxes[index], np.ones(len(self.boxes[index]), np.float32)
+        boxes = self.boxes[self.index[self._key(image)]]
+        return boxes, np.ones(len(boxes), np.float32)
 
 
 def run_demo_benchmark(cfg: Any, det_model: str = "fasterrcnn", num_frames: int = 12, num_people: int = 6,
@@ -120,6 +126,6 @@ def run_demo_benchmark(cfg: Any, det_model: str = "fasterrcnn", num_frames: int 
     lo, hi = kpts.min(axis=2), kpts.max(axis=2)
     boxes = [np.concatenate([lo[t] - 10, hi[t] + 10], axis=1) for t in range(num_frames)]
     frame_list = list(frames)
-    detector = BoxesWithDetectorCost(PersonDetector(det_model, device=device, pretrained=False), frame_list, boxes)
+    detector = ClipBoxes(PersonDetector(det_model, device=device, pretrained=False), frame_list, boxes)
     estimator = PoseEstimator.from_config(cfg, None, device=device, detector=detector, flip_test=flip_test)
     return compare_demo_modes(estimator, frame_list, det_interval=det_interval, carry_kpt_thr=0.0)

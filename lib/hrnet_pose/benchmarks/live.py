@@ -35,6 +35,7 @@ from ..apis.stream import StreamPoseEstimator
 from ..streams.sources import PacedSource, open_source
 from ..streams.tracking import PoseTracker
 from ..streams.video_writer import VideoWriter
+from .demo import ClipBoxes
 
 FPS = 30.0  # the clip's frame rate, and the pace of the live rows
 SIZE = (1280, 720)
@@ -57,26 +58,6 @@ def decoded_frames(path: str) -> List[np.ndarray]:
     """The clip as the readers will decode it (the stand-in detector recognises frames by their pixels)."""
     with open_source(path) as source:
         return [frame.image for frame in source]
-
-
-class ClipBoxes:
-    """A detector stand-in for timing: runs the real detector network on the frame (random weights cost what trained
-    ones cost), then returns the clip's known boxes for that frame, found by a few of its pixels (the frames were
-    decoded from the same file ahead, so they are equal to the ones the readers get)."""
-
-    def __init__(self, detector: Any, frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray]) -> None:
-        self.detector = detector
-        self.index = {self._key(f): i for i, f in enumerate(frames)}
-        self.boxes = boxes
-
-    @staticmethod
-    def _key(image: np.ndarray) -> bytes:
-        return np.ascontiguousarray(image[::37, ::41]).tobytes()
-
-    def __call__(self, image: np.ndarray):
-        self.detector(image)
-        boxes = self.boxes[self.index[self._key(image)]]
-        return boxes, np.ones(len(boxes), np.float32)
 
 
 def _warm_up(estimator: PoseEstimator, frame: np.ndarray) -> None:
