@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -175,10 +175,17 @@ class PoseEstimator:
         return np.concatenate(outs).astype(np.float32, copy=False)
 
     # ------------------------------------------------------------------ call
-    def __call__(self, image: ImageInput, boxes: Any = None, box_scores: Any = None,
-                 flip_test: Optional[bool] = None, return_heatmaps: bool = False) -> PoseResult:
+    def __call__(self, image: Union[ImageInput, Sequence[ImageInput]], boxes: Any = None, box_scores: Any = None,
+                 flip_test: Optional[bool] = None, return_heatmaps: bool = False
+                 ) -> Union[PoseResult, List[PoseResult]]:
         """Poses of every person in `image` (see module docstring). `boxes` [N, 4] x1,y1,x2,y2 skip the detector;
-        with neither boxes nor a detector the whole image is one person."""
+        with neither boxes nor a detector the whole image is one person.
+
+        A list (or tuple) of images is a batch: the persons of all of them share the network batches (`max_batch`
+        persons each) and a list of PoseResult comes back, one per image; `boxes` / `box_scores` are then a list
+        with one entry (or None) per image."""
+        if isinstance(image, (list, tuple)):
+            return self.batch(image, boxes, box_scores, flip_test, return_heatmaps)
         timings: Dict[str, float] = {}
         with _timed(timings, "read"):
             image = as_bgr_image(image)
@@ -200,3 +207,71 @@ class PoseEstimator:
             heatmap_to_image=self.codec.heatmap_to_image_matrices(centers, scales) if return_heatmaps else None,
             timings=timings)
 
+
+    # ------------------------------------------------------------------ batches of images
+    def batch(self, images: Sequence[ImageInput], boxes: Optional[Sequence[Any]] = None,
+              box_scores: Optional[Sequence[Any]] = None, flip_test: Optional[bool] = None,
+              return_heatmaps: bool = False) -> List[PoseResult]:
+        """`estimator([img, ...])`: each image read, detected and cropped on its own, then the persons of all images
+        through the network together (`results_from_crops`). Equal to one call per image up to the network's
+        batch composition (summation order inside a batched convolution)."""
+        n = len(images)
+        for name, per_image in (("boxes", boxes), ("box_scores", box_scores)):
+            if per_image is not None and len(per_image) != n:
+                raise UserError(f"{name} must have one entry per image ({n} images), got {len(per_image)}")
+        if n == 0:
+            return []
+        crops, centers, scales, person_boxes, person_scores, timings = [], [], [], [], [], []
+        for i, image in enumerate(images):
+            t: Dict[str, float] = {}
+            with _timed(t, "read"):
+                image = as_bgr_image(image)
+            with _timed(t, "detect"):
+                b, s = self._person_boxes(image, None if boxes is None else boxes[i],
+                                          None if box_scores is None else box_scores[i])
+            with _timed(t, "preprocess"):
+                c, sc = self.center_scale(b)
+                crops.append(self.crops(image, c, sc) if len(b) else
+                             np.zeros((0, 3, self.image_size[1], self.image_size[0]), np.float32))
+            centers.append(c)
+            scales.append(sc)
+            person_boxes.append(b)
+            person_scores.append(s)
+            timings.append(t)
+        return self.results_from_crops(np.concatenate(crops), centers, scales, person_boxes, person_scores,
+                                       flip_test, return_heatmaps, timings)
+
+    def results_from_crops(self, inputs: np.ndarray, centers: Sequence[np.ndarray], scales: Sequence[np.ndarray],
+                           boxes: Sequence[np.ndarray], box_scores: Sequence[np.ndarray],
+                           flip_test: Optional[bool] = None, return_heatmaps: bool = False,
+                           timings: Optional[Sequence[Dict[str, float]]] = None) -> List[PoseResult]:
+        """One PoseResult per image from the normalised crops of all their persons ([sum N_i, 3, H, W], image after
+        image, as `crops` makes them) and per image its centers, scales, boxes and box scores. The network and the
+        decoder run once over all persons; each image's timings get its share of them (by persons)."""
+        counts = [len(b) for b in boxes]
+        total = int(sum(counts))
+        timings = [dict(t) for t in timings] if timings is not None else [{} for _ in counts]
+        if total == 0:
+            return [PoseResult.empty(self.keypoint_set, t) for t in timings]
+        shared: Dict[str, float] = {}
+        all_centers, all_scales = np.concatenate(list(centers)), np.concatenate(list(scales))
+        with _timed(shared, "pose"):
+            heatmaps = self.heatmaps(inputs, flip_test)
+        with _timed(shared, "decode"):
+            preds, maxvals = self.codec.decode(heatmaps, all_centers, all_scales)
+        results, start = [], 0
+        for n, c, s, b, bs, t in zip(counts, centers, scales, boxes, box_scores, timings):
+            for stage, ms in shared.items():
+                t[stage] = t.get(stage, 0.0) + ms * n / total
+            if n == 0:
+                results.append(PoseResult.empty(self.keypoint_set, t))
+                continue
+            sl = slice(start, start + n)
+            start += n
+            results.append(PoseResult(
+                keypoints=preds[sl].astype(np.float32), scores=maxvals[sl, :, 0].astype(np.float32),
+                boxes=np.asarray(b).astype(np.float32), box_scores=np.asarray(bs, np.float32), centers=c, scales=s,
+                keypoint_set=self.keypoint_set, heatmaps=heatmaps[sl] if return_heatmaps else None,
+                heatmap_to_image=self.codec.heatmap_to_image_matrices(c, s) if return_heatmaps else None,
+                timings=t))
+        return results
