@@ -16,6 +16,7 @@ run's. A rerun with --resume skips the shards already published.
 import argparse
 import logging
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from .estimator import PoseEstimator
 
 logger = logging.getLogger(__name__)
 
+_CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
 EXIT_SOME_FAILED = 3  # the run finished, but some inputs could not be used (listed in errors.jsonl)
 RANDOM_WEIGHTS_SEED = 0
 
@@ -95,7 +97,19 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args = build_parser().parse_intermixed_args(argv)
     args.weights = "" if args.weights.strip().lower() in ("", "none") else args.weights
-    args.opts = list(args.opts) + list(args.overrides)
+    # several inputs and trailing KEY VALUE pairs share the positionals: a config key (TEST.FLIP_TEST) that is no
+    # path starts a pair
+    inputs, pairs, rest = [], [], list(args.inputs) + list(args.overrides)
+    while rest:
+        token = rest.pop(0)
+        if _CONFIG_KEY.match(token) and not os.path.exists(token) and rest:
+            pairs += [token, rest.pop(0)]
+        else:
+            inputs.append(token)
+    if not inputs:
+        raise UserError("no input given: a folder, a glob, a list file, a COCO json, an image or a URL")
+    args.inputs = inputs
+    args.opts = list(args.opts) + pairs
     return args
 
 
