@@ -31,6 +31,11 @@ from .batch_inputs import boxes_for
 
 logger = logging.getLogger(__name__)
 
+# Memory reserved per decoding task: one decoded photo (a 12 MP image is 36 MB) and a chunk's float32 crops. Asking
+# for it also keeps Ray Data from fusing the decoding into the pose actors' processes (it fuses only operators whose
+# resource requests agree), so decoding runs as tasks of its own beside the actors.
+DECODE_TASK_MEMORY = 512 * 2 ** 20
+
 
 def prepare_row(row: Dict[str, Any], pre: Any, detect: bool, keep_image: bool) -> Dict[str, Any]:
     """Ray task: a chunk row (the chunk and its input items, boxes resolved) -> its prepared records."""
@@ -114,8 +119,7 @@ def run_ray(plan: Any, args: argparse.Namespace, summary: Any, ray_init: Optiona
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     ds = ray.data.from_items(rows, override_num_blocks=min(len(rows), 4 * cpus))
     ds = ds.map(prepare_row, fn_kwargs={"pre": plan.pre, "detect": plan.detect, "keep_image": args.draw},
-                num_cpus=1, max_retries=3)  # a decode task lost with its node runs again; these remote args
-    # differ from the actors', which also keeps Ray from fusing the decoding into the actors' processes
+                num_cpus=1, memory=DECODE_TASK_MEMORY)
     ds = ds.map_batches(PoseActor, fn_constructor_args=(args, plan.cfg, plan.weights,
                                                         max(1, int(args.ray_actor_cpus))),
                         batch_size=1, concurrency=args.ray_actors, num_cpus=args.ray_actor_cpus,
