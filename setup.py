@@ -25,5 +25,7 @@ setup(
         # orjson writes a 100k-prediction results json ~3x faster; the evaluator falls back to json without it
         "fast-eval": ["faster-coco-eval>=1.5", "orjson>=3.9"],
         "onnx": ["onnx>=1.14", "onnxruntime>=1.16"],  # tools/export.py and .onnx weights (onnxruntime-gpu for CUDA)
+        # tools/infer.py --ray (a Ray Data job); ~500 MB with pyarrow and pandas, so not in dev: CI installs it itself
+        "ray": ["ray[data]>=2.40"],
     },
 )

@@ -35,6 +35,13 @@ hrnet_pose.benchmarks.detectors):
     python tools/benchmark.py --cfg experiments/synthetic/quickstart.yaml --mode detectors --threads 2 --iters 5 \
         [--detectors ssdlite mobilenet320 mobilenet fasterrcnn] [--json detectors.json]
 
+tools/infer.py against the demo on one synthetic folder (same model, same boxes), and Ray local against one process
+(hrnet_pose.benchmarks.batch_infer):
+
+    python tools/benchmark.py --cfg experiments/synthetic/quickstart.yaml --mode batch-infer \
+        --weights tests/fixtures/synthetic_quickstart_hrnet.pth --images 2000 \
+        [--compare experiments/coco/hrnet/w32_256x192_adam_lr1e-3.yaml --compare-images 200] [--ray-images 2000]
+
 Speed is measured here, never asserted in tests. On a shared CPU, timings vary by about +-10% between runs.
 """
 
@@ -59,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cfg", required=True)
     parser.add_argument("--mode", choices=["train", "infer", "data", "all", "step", "cpu", "demo", "int8", "models",
-                                           "detectors", "live"],
+                                           "detectors", "live", "batch-infer"],
                         default="all",
                         help="step: the training step, plain (fp32 NCHW eager) vs fast (bf16 channels_last fused, "
                              "compiled/graphed on CUDA), side by side")
@@ -101,6 +108,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--det-interval", type=int, default=5, help="live mode: our detection interval")
     parser.add_argument("--official-det-model", default="fasterrcnn", help="live mode: the official schedule's "
                                                                            "detector (the official demo's Faster R-CNN)")
+    parser.add_argument("--images", type=int, default=2000, help="batch-infer mode: synthetic images for --cfg")
+    parser.add_argument("--compare-images", type=int, default=200, help="batch-infer mode: images for each --compare "
+                                                                        "config (random weights)")
+    parser.add_argument("--ray-images", type=int, default=0, help="batch-infer mode: also infer.py --ray on a local "
+                                                                   "Ray (2 CPUs) for --cfg on this many images")
     parser.add_argument("opts", nargs=argparse.REMAINDER)
     return parser
 
@@ -119,6 +131,8 @@ def main(argv=None) -> int:
         return _models_side_by_side(cfg, args)
     if args.mode == "live":
         return _live_side_by_side(cfg, args)
+    if args.mode == "batch-infer":
+        return _batch_infer_side_by_side(args)
     if args.mode == "detectors":
         return _detectors_side_by_side(args)
     return _model_and_loader(cfg, args)
@@ -332,6 +346,20 @@ def _live_side_by_side(cfg, args) -> int:
     return _report(f"live pipeline, 1280x720 clip at {FPS:g} fps read from a file, random weights (boxes from the clip), "
                    f"flip test off, CPU {_cpu_name() or '?'} ({torch.get_num_threads()} threads), device {args.device}",
                    format_live_table(rows), rows, args.json)
+
+
+def _batch_infer_side_by_side(args) -> int:
+    """--mode batch-infer: tools/infer.py against the demo on the same synthetic folder, --cfg (with --weights) and
+    every --compare config (random weights), plus infer.py --ray on a local Ray with --ray-images
+    (hrnet_pose.benchmarks.batch_infer)."""
+    from hrnet_pose.benchmarks.batch_infer import format_batch_infer_table, run_batch_infer_benchmark
+
+    models = [(os.path.splitext(os.path.basename(args.cfg))[0], args.cfg, args.weights, args.images)]
+    models += [(os.path.splitext(os.path.basename(p))[0], p, "", args.compare_images) for p in args.compare]
+    rows = run_batch_infer_benchmark(models, ray_images=args.ray_images)
+    return _report(f"tools/infer.py vs tools/demo.py, synthetic 256x256 images (1-3 persons, boxes from the "
+                   f"detections file), CPU {_cpu_name() or '?'} ({os.cpu_count()} cores, load average "
+                   f"{os.getloadavg()[0]:.1f}), flip test off", format_batch_infer_table(rows), rows, args.json)
 
 
 if __name__ == "__main__":

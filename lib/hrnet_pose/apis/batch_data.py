@@ -108,14 +108,6 @@ class ChunkDataset(torch.utils.data.Dataset):
         return chunk, prepare_chunk(self.pre, self.items, chunk, self.table, self.detect, self.keep_image)
 
 
-def worker_init(_: int) -> None:
-    """A DataLoader worker decodes and crops with one thread: the processes are the parallelism."""
-    import cv2
-
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
-
-
 def identity(batch: Any) -> Any:
     return batch
 

@@ -26,7 +26,7 @@ import torch
 
 from ..config import CN, load_config
 from ..errors import UserError
-from .batch_data import (ChunkDataset, draw_path, identity, plan_shards, pose_chunk, preprocessor, worker_init)
+from .batch_data import (ChunkDataset, draw_path, identity, plan_shards, pose_chunk, preprocessor)
 from .batch_inputs import InputItem, collect_inputs
 from .batch_outputs import MergeStats, ShardWriter, make_manifest, merge_shards, open_run, sha256_file, sha256_text
 from .estimator import PoseEstimator
@@ -122,15 +122,17 @@ class InferSummary:
     failed: int = 0
     persons: int = 0
     wall_s: float = 0.0
+    loop_s: float = 0.0  # from the first chunk asked for to the last shard published (no startup, no merge)
     stage_s: Dict[str, float] = field(default_factory=lambda: {"wait for data": 0.0, "pose": 0.0, "write": 0.0})
     outputs: List[str] = field(default_factory=list)
     where: str = "1 process"
     is_main: bool = True
 
     def format(self) -> str:
-        rate = self.processed / self.wall_s if self.wall_s > 0 else float("nan")
-        lines = [f"{self.total} images ({self.where}): {self.processed} processed in {self.wall_s:.1f} s = "
-                 f"{rate:.1f} images/s, {self.persons} persons, {self.failed} failed"]
+        rate = self.processed / self.loop_s if self.loop_s > 0 else float("nan")
+        lines = [f"{self.total} images ({self.where}): {self.processed} processed in {self.loop_s:.1f} s = "
+                 f"{rate:.1f} images/s (wall {self.wall_s:.1f} s with startup and merge), {self.persons} persons, "
+                 f"{self.failed} failed"]
         if self.resumed_shards:
             lines.append(f"resumed: {self.resumed_shards} shards ({self.resumed_images} images) were done before")
         spent = ", ".join(f"{k} {v:.1f} s" for k, v in self.stage_s.items())
@@ -270,12 +272,15 @@ def run_shards(plan: Plan, args: argparse.Namespace, estimator_factory: Any, sha
     dataset = ChunkDataset(plan.pre, plan.items, chunks, plan.table, plan.detect, keep_image=args.draw)
     workers = args.workers if args.workers is not None else default_workers(int(os.environ.get("WORLD_SIZE", 1)))
     loader = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False, num_workers=workers,
-                                         collate_fn=identity, worker_init_fn=worker_init,
+                                         collate_fn=identity,
                                          prefetch_factor=4 if workers else None)
+    # no thread settings in the workers (the DataLoader gives each one torch thread): in a worker forked from a process
+    # whose OpenMP or OpenCV pool has run, torch.set_num_threads and cv2.setNumThreads wait forever for pool threads
+    # the fork did not copy
     batches = iter(loader)  # the workers fork here, before the network's runtime starts its threads
     estimator = estimator_factory()
     bar = _progress(sum(c.stop - c.start for c in chunks), args, desc)
-    start = time.perf_counter()
+    start = time.perf_counter()  # workers started decoding meanwhile: their head start counts as startup
     try:
         while True:
             t0 = time.perf_counter()
@@ -302,6 +307,7 @@ def run_shards(plan: Plan, args: argparse.Namespace, estimator_factory: Any, sha
                             summary.processed, rate)
     finally:
         bar.close()
+        summary.loop_s += time.perf_counter() - start
 
 
 def run_infer(argv: Optional[Sequence[str]] = None, ray_init: Optional[Dict[str, Any]] = None) -> InferSummary:
@@ -339,9 +345,11 @@ def run_infer(argv: Optional[Sequence[str]] = None, ray_init: Optional[Dict[str,
         mine = [s for s in range(len(plan.shards)) if s % info.world_size == info.rank]
         run_shards(plan, args, lambda: build_estimator(args, plan.cfg, plan.weights, info.device), mine, summary,
                    f"rank {info.rank}/{info.world_size}" if info.distributed else "infer")
-        counts = all_gather_object((summary.processed, summary.resumed_shards, summary.resumed_images))
+        counts = all_gather_object((summary.processed, summary.resumed_shards, summary.resumed_images,
+                                    summary.loop_s))
         summary.processed = sum(c[0] for c in counts)
         summary.resumed_shards, summary.resumed_images = sum(c[1] for c in counts), sum(c[2] for c in counts)
+        summary.loop_s = max(c[3] for c in counts)  # the job lasts as long as its slowest rank
         failed = None
         if info.is_main:
             _finish(plan, args, summary, start)
