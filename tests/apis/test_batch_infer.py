@@ -5,7 +5,6 @@ file, and resuming (finished shards kept, a changed config refused)."""
 
 import http.server
 import importlib.util
-import json
 import os
 import shutil
 import threading

@@ -8,7 +8,7 @@ import pytest
 
 from hrnet_pose.apis.batch_infer import run_infer
 
-from batch_infer_data import infer_args, load, make_synthetic
+from batch_infer_data import infer_args, make_synthetic
 
 ray = pytest.importorskip("ray", reason="the Ray tests need ray[data]: pip install -e .[ray]")
 

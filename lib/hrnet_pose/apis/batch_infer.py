@@ -17,25 +17,24 @@ import argparse
 import logging
 import os
 import re
-import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
-from ..config import CN, load_config
+from ..config import CN
 from ..errors import UserError
-from .batch_data import (ChunkDataset, draw_path, identity, plan_shards, pose_chunk, preprocessor)
+from .batch_data import ChunkDataset, identity, plan_shards, pose_chunk, preprocessor
 from .batch_inputs import InputItem, collect_inputs
 from .batch_outputs import MergeStats, ShardWriter, make_manifest, merge_shards, open_run, sha256_file, sha256_text
+from .batch_runtime import RANDOM_WEIGHTS_SEED, build_estimator, draw_result, progress_bar, resolve_config
 from .estimator import PoseEstimator
 
 logger = logging.getLogger(__name__)
 
 _CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
 EXIT_SOME_FAILED = 3  # the run finished, but some inputs could not be used (listed in errors.jsonl)
-RANDOM_WEIGHTS_SEED = 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,56 +142,6 @@ class InferSummary:
         return "\n".join(lines)
 
 
-# ---------------------------------------------------------------------------------------------------- the model
-def resolve_config(args: argparse.Namespace) -> Tuple[CN, Optional[str]]:
-    """(config, local weights path or None) as the demo resolves --config and --weights (a zoo name brings its
-    config, an exported .onnx its metadata)."""
-    from . import zoo
-
-    weights = args.weights or None
-    if weights and zoo.is_zoo_name(weights):
-        cfg = zoo.merge_entry(load_config(args.config, args.opts), weights) if args.config else \
-            load_config(zoo.entry_config(weights), args.opts)
-        return cfg, zoo.resolve_weights(weights)
-    if args.config:
-        cfg = load_config(args.config, args.opts)
-    elif weights and weights.lower().endswith(".onnx") and os.path.isfile(weights):
-        from ..deploy.onnx_backend import config_from_metadata
-
-        cfg = config_from_metadata(weights)
-    else:
-        cfg = None
-    if cfg is None:
-        raise UserError("--config is needed (an experiment yaml) unless --weights is a model zoo name or a .onnx "
-                        "file written by tools/export.py")
-    if weights and not os.path.isfile(weights):
-        raise UserError(f"--weights {weights} does not exist (a .pth, a .onnx, a zoo name or none)")
-    return cfg, weights
-
-
-def _amp(args: argparse.Namespace, device: torch.device) -> str:
-    if device.type != "cuda":
-        return "" if args.amp == "auto" else args.amp
-    if args.amp == "auto":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return args.amp
-
-
-def build_estimator(args: argparse.Namespace, cfg: CN, weights: Optional[str], device: torch.device
-                    ) -> PoseEstimator:
-    """The pose estimator (+ detector unless boxes are given) for these arguments on `device`."""
-    from .detectors import MAX_PERSONS, build_detector
-
-    detector = None
-    if not (args.boxes or args.gt_boxes) and args.det_model.lower() != "none":
-        detector = build_detector(args.det_model, device=str(device), score_thr=args.bbox_thr, nms_thr=args.nms_thr,
-                                  max_persons=args.max_persons or MAX_PERSONS, weights=args.det_weights or None,
-                                  runtime=args.det_runtime)
-    torch.manual_seed(RANDOM_WEIGHTS_SEED)  # random weights (--weights none) are the same in every process
-    return PoseEstimator.from_config(cfg, weights, device=str(device), detector=detector, flip_test=args.flip_test,
-                                     amp=_amp(args, device), max_batch=args.max_batch, backend=args.backend)
-
-
 # ---------------------------------------------------------------------------------------------------- the plan
 @dataclass
 class Plan:
@@ -236,25 +185,6 @@ def default_workers(world_size: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(world_size, 1) - 1)
 
 
-def _progress(total: int, args: argparse.Namespace, desc: str) -> Any:
-    from tqdm import tqdm
-
-    # a bar only on a terminal: in a log file its redraws are noise (the shard lines are logged instead)
-    return tqdm(total=total, unit="img", desc=desc, dynamic_ncols=True,
-                disable=args.no_progress or not sys.stderr.isatty())
-
-
-def draw_result(out_dir: str, item: InputItem, image: Any, result: Any, kpt_thr: float) -> None:
-    import cv2
-
-    from ..fileio import atomic_path
-
-    path = draw_path(out_dir, item)
-    with atomic_path(path) as tmp:
-        if not cv2.imwrite(tmp, result.plot(image, kpt_thr=kpt_thr)):
-            raise UserError(f"could not write {path}")
-
-
 # ---------------------------------------------------------------------------------------------------- running
 def run_shards(plan: Plan, args: argparse.Namespace, estimator_factory: Any, shard_ids: Sequence[int],
                summary: InferSummary, desc: str) -> None:
@@ -279,7 +209,7 @@ def run_shards(plan: Plan, args: argparse.Namespace, estimator_factory: Any, sha
     # the fork did not copy
     batches = iter(loader)  # the workers fork here, before the network's runtime starts its threads
     estimator = estimator_factory()
-    bar = _progress(sum(c.stop - c.start for c in chunks), args, desc)
+    bar = progress_bar(sum(c.stop - c.start for c in chunks), args, desc)
     start = time.perf_counter()  # workers started decoding meanwhile: their head start counts as startup
     try:
         while True:

@@ -54,14 +54,14 @@ class PoseActor:
         import torch
 
         from ..devices import resolve_device
-        from .batch_infer import build_estimator
+        from .batch_runtime import build_estimator
 
         torch.set_num_threads(max(1, threads))
         self.args = args
         self.estimator = build_estimator(args, cfg, weights, resolve_device(args.device))
 
     def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        from .batch_infer import draw_result
+        from .batch_runtime import draw_result
 
         out = []
         for payload in batch["payload"]:
@@ -125,9 +125,9 @@ def run_ray(plan: Any, args: argparse.Namespace, summary: Any, ray_init: Optiona
                         num_cpus=args.ray_actor_cpus,
                         num_gpus=args.ray_actor_gpus or None)
     start = time.perf_counter()
-    from .batch_infer import _progress
+    from .batch_runtime import progress_bar
 
-    bar = _progress(sum(c.stop - c.start for c in chunks), args, "ray")
+    bar = progress_bar(sum(c.stop - c.start for c in chunks), args, "ray")
     try:
         for row in ds.iter_rows():
             chunk = chunks[int(row["chunk_id"])]
