@@ -59,16 +59,17 @@ def compare_tools(name: str, cfg_path: str, weights: str, folder: str, dets: str
     common = ["--config", cfg_path, "--weights", weights, "--boxes", dets, "--device", "cpu", "--no-progress"]
     rows = []
     t0 = time.perf_counter()
-    demo = run_demo([folder, "--out-dir", os.path.join(work, f"demo_{name}"), "--no-save"] + common)
+    demo_out = tempfile.mkdtemp(prefix=f"demo_{name}_", dir=work)
+    demo = run_demo([folder, "--out-dir", demo_out, "--no-save"] + common)
     demo_wall = time.perf_counter() - t0
-    with open(os.path.join(work, f"demo_{name}", "predictions.json")) as f:
+    with open(os.path.join(demo_out, "predictions.json")) as f:
         demo_pred = json.load(f)
     rows.append({"model": name, "tool": "demo", "images": demo.frames, "persons": demo.persons,
                  "loop_s": demo.wall_s, "images_per_s": demo.frames / demo.wall_s, "wall_s": demo_wall,
                  "split": "", "max_kpt_diff_px": 0.0})
     runs = [("infer.py", [])] + ([("infer.py --ray", ["--ray"])] if ray else [])
     for tool, extra in runs:
-        out = os.path.join(work, f"infer_{name}_{len(rows)}")
+        out = tempfile.mkdtemp(prefix=f"infer_{name}_", dir=work)
         t0 = time.perf_counter()
         summary = run_infer([folder, "--out-dir", out] + common + list(infer_extra) + extra)
         wall = time.perf_counter() - t0
