@@ -211,3 +211,28 @@ def test_bad_arguments_are_one_clear_error(data, tmp_path):
         run_infer([data["images"], "--gt-boxes", "--out-dir", str(tmp_path / "o")] + model_args())
     with pytest.raises(UserError, match="--shard-size"):
         run_infer([data["images"], "--shard-size", "0", "--out-dir", str(tmp_path / "o")] + model_args())
+
+
+def test_detector_path_gives_the_boxes_path_results(data):
+    """Without boxes the chunk waits for the detector in the pose process (here a callable that returns the
+    detections file's boxes): the same entries as when the boxes come from the file."""
+    from hrnet_pose.apis.batch_data import Chunk, pose_chunk, prepare_chunk, preprocessor
+    from hrnet_pose.apis.batch_inputs import collect_inputs
+    from hrnet_pose.apis.demo import load_boxes_file
+    from hrnet_pose.apis.estimator import PoseEstimator
+    from hrnet_pose.config import load_config
+
+    from testpaths import QUICKSTART_WEIGHTS, QUICKSTART_YAML
+
+    cfg = load_config(QUICKSTART_YAML)
+    items = collect_inputs([data["images"]])[:5]
+    table = load_boxes_file(data["dets"], 0.5)
+    estimator = PoseEstimator.from_config(cfg, QUICKSTART_WEIGHTS, device="cpu", backend="torch")
+    pre, chunk = preprocessor(cfg), Chunk(0, 0, len(items))
+    with_boxes, _ = pose_chunk(estimator, items, prepare_chunk(pre, items, chunk, table, False, False))
+    order = iter(items)
+    estimator.detector = lambda image: table.get(next(order).image_id, (np.zeros((0, 4)), np.zeros(0)))
+    waiting = prepare_chunk(pre, items, chunk, None, True, False)
+    assert all(r["inputs"] is None and r["image"] is not None for r in waiting)
+    detected, _ = pose_chunk(estimator, items, waiting)
+    assert detected == with_boxes and sum(len(line["persons"]) for line in detected) > 5
