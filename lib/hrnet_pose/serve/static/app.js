@@ -92,17 +92,24 @@
     else if (msg.type === "error") { stats.errors.push(msg.message); if (msg.frame !== undefined) inFlight.delete(msg.frame); $("status").textContent = msg.message; pump(); }
   }
 
-  let sending = false;
+  let sending = false, freshFrame = true; // a camera frame not sent yet (without requestVideoFrameCallback: always)
+  function sendWidth() { // the page's choice of JPEG width: the selector, or ?width= in the address
+    const w = Number(params.get("width") || $("send-width").value);
+    return w > 0 ? w : 640;
+  }
   function pump() { // send the current video frame when fewer than MAX_IN_FLIGHT frames are on their way
     const video = $("video");
-    if (sending || !ws || ws.readyState !== WebSocket.OPEN || inFlight.size >= MAX_IN_FLIGHT || !video.videoWidth) return;
+    if (sending || !freshFrame || !ws || ws.readyState !== WebSocket.OPEN || inFlight.size >= MAX_IN_FLIGHT ||
+        !video.videoWidth) return;
     sending = true;
-    const width = Math.min(Number($("send-width").value), video.videoWidth);
+    if (video.requestVideoFrameCallback) freshFrame = false; // each camera frame is sent at most once
+    const width = Math.min(sendWidth(), video.videoWidth);
     capture.width = width; capture.height = Math.round(video.videoHeight * width / video.videoWidth);
     capture.getContext("2d").drawImage(video, 0, 0, capture.width, capture.height);
     const t = performance.now(), id = nextId++;
     inFlight.set(id, t);
     capture.toBlob(async (blob) => {
+      if (!blob) { inFlight.delete(id); sending = false; stats.errors.push("could not encode a frame"); return; }
       const jpeg = new Uint8Array(await blob.arrayBuffer());
       const msg = new Uint8Array(HEADER_BYTES + jpeg.length);
       const view = new DataView(msg.buffer);
@@ -114,6 +121,7 @@
   }
 
   function onVideoFrame() {
+    freshFrame = true;
     pump();
     const video = $("video");
     if (stats.running && video.requestVideoFrameCallback) video.requestVideoFrameCallback(onVideoFrame);
@@ -187,6 +195,5 @@
   for (const b of document.querySelectorAll(".tab")) b.onclick = () => showTab(b.dataset.panel);
   $("start").onclick = start; $("stop").onclick = stop; $("send-file").onclick = sendFile;
   $("kpt-thr").onchange = () => { kptThr = Number($("kpt-thr").value); };
-  if (params.get("width")) $("send-width").value = params.get("width");
   window.poseReady = loadModel().then((ok) => { if (ok && params.get("autostart") === "1") return start(); });
 })();
