@@ -22,6 +22,7 @@ from .settings import API_KEY_ENV, ServeSettings
 
 logger = logging.getLogger(__name__)
 ARGV_ENV = "HRNET_POSE_SERVE_ARGV"  # how --workers hands the flags to each worker process
+WORKER_HEALTHCHECK_S = 120
 
 
 def _model_flags(p: argparse.ArgumentParser) -> None:
@@ -93,11 +94,20 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def bind_warning(host: str, api_key: str) -> Optional[str]:
+    """The warning for serving beyond this machine without a key, None when there is nothing to warn about."""
+    if is_loopback(host) or api_key:
+        return None
+    return (f"serving on {host} without an API key: anyone who can reach this address can use the model; set "
+            f"--api-key or ${API_KEY_ENV}")
+
+
 def model_name(args: argparse.Namespace) -> str:
     if args.weights and not os.path.isfile(args.weights):
         return args.weights  # a zoo name
-    stem = os.path.splitext(os.path.basename(args.config or args.weights or "model"))[0]
-    return stem + ("" if args.weights else " (random weights)")
+    if args.weights:
+        return os.path.splitext(os.path.basename(args.weights))[0]
+    return os.path.splitext(os.path.basename(args.config or "model"))[0] + " (random weights)"
 
 
 def build_settings(args: argparse.Namespace) -> ServeSettings:
@@ -128,16 +138,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not is_loopback(args.host) and not args.api_key:
-        logger.warning("serving on %s without an API key: anyone who can reach this address can use the model; set "
-                       "--api-key or $%s", args.host, API_KEY_ENV)
+    warning = bind_warning(args.host, args.api_key)
+    if warning:
+        logger.warning(warning)
     common = dict(host=args.host, port=args.port, log_level=args.log_level, access_log=False)
     if args.workers > 1:
         os.environ[ARGV_ENV] = json.dumps(argv)
-        uvicorn.run("hrnet_pose.serve.cli:app_from_env", factory=True, workers=args.workers, **common)
+        # a worker importing torch and building the model can miss uvicorn's 5 s health ping on a busy machine and
+        # be killed and restarted forever; give it as long as a model load takes
+        uvicorn.run("hrnet_pose.serve.cli:app_from_env", factory=True, workers=args.workers,
+                    timeout_worker_healthcheck=WORKER_HEALTHCHECK_S, **common)
         return 0
     app, _ = build_app(argv)
     logger.info("serving %s on http://%s:%d/ (page at /, API docs at /docs)", app.state.service.settings.model_name,
                 args.host, args.port)
     uvicorn.run(app, **common)
     return 0
+
+
+def console_main() -> None:
+    """The `hrnet-pose-serve` console script: user errors as one line and exit status 2."""
+    from ..errors import run_cli
+
+    sys.exit(run_cli(main))
