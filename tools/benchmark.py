@@ -35,6 +35,13 @@ hrnet_pose.benchmarks.detectors):
     python tools/benchmark.py --cfg experiments/synthetic/quickstart.yaml --mode detectors --threads 2 --iters 5 \
         [--detectors ssdlite mobilenet320 mobilenet fasterrcnn] [--json detectors.json]
 
+The pose service against the in-process API: REST vs PoseEstimator, 1 vs 8 clients (throughput, p95, memory over
+--serve-requests), the webcam page in headless Chromium (FPS, capture-to-drawn latency); random weights, the server
+as its own process on 127.0.0.1 (hrnet_pose.benchmarks.serve):
+
+    python tools/benchmark.py --cfg experiments/coco/litehrnet/litehrnet_18_256x192.yaml --mode serve --iters 20 \
+        [--clients 8] [--serve-requests 2000] [--page-seconds 10] [--det-model ssdlite] [--json serve.json]
+
 Speed is measured here, never asserted in tests. On a shared CPU, timings vary by about +-10% between runs.
 """
 
@@ -59,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cfg", required=True)
     parser.add_argument("--mode", choices=["train", "infer", "data", "all", "step", "cpu", "demo", "int8", "models",
-                                           "detectors", "live"],
+                                           "detectors", "live", "serve"],
                         default="all",
                         help="step: the training step, plain (fp32 NCHW eager) vs fast (bf16 channels_last fused, "
                              "compiled/graphed on CUDA), side by side")
@@ -101,6 +108,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--det-interval", type=int, default=5, help="live mode: our detection interval")
     parser.add_argument("--official-det-model", default="fasterrcnn", help="live mode: the official schedule's "
                                                                            "detector (the official demo's Faster R-CNN)")
+    parser.add_argument("--clients", type=int, default=8, help="serve mode: concurrent clients")
+    parser.add_argument("--serve-requests", type=int, default=400, help="serve mode: requests of the concurrent run "
+                                                                         "(memory is sampled over them)")
+    parser.add_argument("--page-seconds", type=float, default=10.0, help="serve mode: seconds the page is measured "
+                                                                          "(0 = no browser row)")
     parser.add_argument("opts", nargs=argparse.REMAINDER)
     return parser
 
@@ -121,6 +133,8 @@ def main(argv=None) -> int:
         return _live_side_by_side(cfg, args)
     if args.mode == "detectors":
         return _detectors_side_by_side(args)
+    if args.mode == "serve":
+        return _serve_side_by_side(args)
     return _model_and_loader(cfg, args)
 
 
@@ -332,6 +346,21 @@ def _live_side_by_side(cfg, args) -> int:
     return _report(f"live pipeline, 1280x720 clip at {FPS:g} fps read from a file, random weights (boxes from the clip), "
                    f"flip test off, CPU {_cpu_name() or '?'} ({torch.get_num_threads()} threads), device {args.device}",
                    format_live_table(rows), rows, args.json)
+
+
+def _serve_side_by_side(args) -> int:
+    """--mode serve: the pose service against PoseEstimator in one run (hrnet_pose.benchmarks.serve)."""
+    from hrnet_pose.benchmarks.serve import format_serve_table, run_serve_benchmark
+
+    det_model = args.det_model or "ssdlite"
+    load = os.getloadavg()
+    rows = run_serve_benchmark(args.cfg, args.opts, iters=args.iters, clients=args.clients,
+                               concurrent_requests=args.serve_requests, page_seconds=args.page_seconds,
+                               det_model=det_model)
+    return _report(f"pose service, config {args.cfg}, onnxruntime, detector {det_model} (random weights, score "
+                   f"threshold 0, max persons = the image's), 1280x720 JPEG, flip test off; CPU {_cpu_name() or '?'}, "
+                   f"{os.cpu_count()} cores; load average {load[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at "
+                   f"the end", format_serve_table(rows), rows, args.json)
 
 
 if __name__ == "__main__":
