@@ -1,7 +1,7 @@
 """Serve HRNet poses over HTTP: a REST API, a browser webcam page and a WebSocket stream.
 
     pip install -e .[serve]
-    python tools/serve.py --weights litehrnet_18_coco --det-model ssdlite [--host 127.0.0.1 --port 8000]
+    python tools/serve.py --weights litehrnet_18_256x192 --det-model ssdlite [--host 127.0.0.1 --port 8000]
         [--api-key KEY] [--workers 2] [--cors-origin https://example.org]
 
 Then open http://127.0.0.1:8000/ (the webcam page), http://127.0.0.1:8000/docs (the API), or

@@ -139,3 +139,6 @@ def test_full_queue_answers_503_with_retry_after(quickstart, figures):
         thread.join(60)
         assert held["r"].status_code == 200 and len(held["r"].json()["persons"]) == 1
         assert client.post("/v1/pose", files=files).status_code == 200
+        # a batch that could never fit the queue is not told to retry
+        too_many = client.post("/v1/pose/batch", files=[("image", ("a.jpg", jpegs[0], "image/jpeg"))] * 2)
+        assert too_many.status_code == 413 and too_many.json()["error"]["kind"] == "batch_too_large"

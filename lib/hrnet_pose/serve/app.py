@@ -104,6 +104,9 @@ class PoseService:
 
     async def run(self, req: PoseRequest) -> List[PoseResult]:
         """The request's images through the batcher; 503 with Retry-After when its queue is full."""
+        if len(req.images) > self.settings.max_queue:  # would never fit: retrying cannot help
+            raise ServeError(413, "batch_too_large", f"{len(req.images)} images in one request; the server takes at "
+                                                     f"most {self.settings.max_queue} at once (--max-queue)")
         try:
             future = self.batcher.submit(req.images, req.boxes, req.flip_test)
         except QueueFull as err:

@@ -141,7 +141,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     warning = bind_warning(args.host, args.api_key)
     if warning:
         logger.warning(warning)
-    common = dict(host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    common = dict(host=args.host, port=args.port, log_level=args.log_level, access_log=False,
+                  ws_max_size=int(args.max_body_mb * (1 << 20)))  # a WebSocket frame is a body too
     if args.workers > 1:
         os.environ[ARGV_ENV] = json.dumps(argv)
         # a worker importing torch and building the model can miss uvicorn's 5 s health ping on a busy machine and
