@@ -30,12 +30,6 @@ def quickstart() -> PoseEstimator:
     return PoseEstimator.from_config(QUICKSTART_YAML, QUICKSTART_WEIGHTS, device="cpu", backend="torch")
 
 
-def with_detector(base: PoseEstimator, detector) -> PoseEstimator:
-    """The same network with a user-supplied detector callable (the API takes any image -> (boxes, scores))."""
-    return PoseEstimator(base.backend, base.codec, base.keypoint_set, color_rgb=base.color_rgb,
-                         flip_test=base.flip_test, detector=detector, max_batch=base.max_batch)
-
-
 @pytest.fixture(scope="session")
 def figures():
     """Two 256x192 frames with two stick figures each, their JPEG bytes, and each frame's figure boxes."""

@@ -1,5 +1,6 @@
-"""A real server for the serve tests: uvicorn on 127.0.0.1, on a socket this process binds to a free port, in a
-thread of the test process, stopped by the test itself (`running_server`)."""
+"""Helpers of the serve tests (a uniquely named module, importable from every test here): a real server, uvicorn on
+127.0.0.1 on a socket this process binds to a free port, in a thread of the test process, stopped by the test itself
+(`running_server`); the quickstart network with a detector callable (`with_detector`)."""
 
 import socket
 import threading
@@ -8,6 +9,8 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 import uvicorn
+
+from hrnet_pose.apis.estimator import PoseEstimator
 
 
 @contextmanager
@@ -31,3 +34,9 @@ def running_server(app: Any, start_timeout: float = 30.0) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
+
+
+def with_detector(base: PoseEstimator, detector: Any) -> PoseEstimator:
+    """The same network with a user-supplied detector callable (the API takes any image -> (boxes, scores))."""
+    return PoseEstimator(base.backend, base.codec, base.keypoint_set, color_rgb=base.color_rgb,
+                         flip_test=base.flip_test, detector=detector, max_batch=base.max_batch)

@@ -13,8 +13,7 @@ import pytest
 from hrnet_pose.serve.app import create_app
 from hrnet_pose.serve.settings import ServeSettings
 
-from conftest import with_detector
-from servertest import running_server
+from servertest import running_server, with_detector
 
 KEY = "s3cret-key"
 

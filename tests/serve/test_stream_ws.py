@@ -12,8 +12,7 @@ import pytest
 from hrnet_pose.serve.app import create_app
 from hrnet_pose.serve.settings import ServeSettings
 
-from conftest import with_detector
-from servertest import running_server
+from servertest import running_server, with_detector
 
 ws_client = pytest.importorskip("websockets.sync.client", reason="the websockets client is not installed")
 

@@ -55,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--host", default="127.0.0.1", help="bind address (0.0.0.0 = every interface: set --api-key)")
     g.add_argument("--port", type=int, default=8000)
     g.add_argument("--workers", type=int, default=1, help="processes, one model each, for more cores")
-    g.add_argument("--api-key", default=os.environ.get(API_KEY_ENV, ""),
-                   help=f"required on every route but /healthz (default ${API_KEY_ENV})")
+    g.add_argument("--api-key", default="", help=f"required on every route but /healthz (default ${API_KEY_ENV}; "
+                                                 "read when the flags are parsed, never shown by --help)")
     g.add_argument("--cors-origin", default="", help="allow this one browser origin (CORS is off by default)")
     g.add_argument("--max-body-mb", type=float, default=10.0)
     g.add_argument("--max-pixels", type=int, default=40_000_000, help="largest image (width x height, from its "
@@ -79,6 +79,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args.weights = "" if args.weights.strip().lower() in ("", "none") else args.weights
     args.opts = list(args.opts) + list(args.overrides)
     args.boxes = ""  # build_estimator's demo flag: never a boxes file here
+    args.api_key = args.api_key or os.environ.get(API_KEY_ENV, "")
     for name, low in (("port", 0), ("workers", 1), ("max_queue", 1), ("max_batch", 1), ("det_interval", 1)):
         if getattr(args, name) < low:
             raise UserError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(args, name)}")
