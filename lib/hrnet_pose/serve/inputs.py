@@ -4,6 +4,7 @@ with one clear error: 415 for a body that is neither multipart nor an image type
 400/413/415 from `images.decode_image` for a bad image."""
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any, List, Optional
 
@@ -115,8 +116,6 @@ async def _raw_or_form(request: Request, batch: bool) -> tuple:
 async def read_pose_request(request: Request, max_pixels: int, default_kpt_thr: float,
                             batch: bool = False) -> PoseRequest:
     """The request's images (decoded off the event loop) and checked parameters."""
-    import time
-
     files, params = await _raw_or_form(request, batch)
     flip = parse_bool(params.get("flip_test"), "flip_test")
     kpt_thr = parse_float(params.get("kpt_thr"), "kpt_thr", default_kpt_thr)
