@@ -7,6 +7,8 @@ setup(
     package_dir={"": "lib"},
     packages=find_packages("lib"),
     python_requires=">=3.9",
+    package_data={"hrnet_pose.serve": ["static/*"]},  # the webcam page ships inside the package (no CDN)
+    entry_points={"console_scripts": ["hrnet-pose-serve=hrnet_pose.serve.cli:console_main"]},
     install_requires=[
         "torch>=2.0,<3",
         "torchvision>=0.15,<1",
@@ -21,11 +23,18 @@ setup(
         "scipy>=1.8",  # MPII: gt_<set>.mat and pred.mat (MATLAB files of the official MPII protocol)
     ],
     extras_require={
-        "dev": ["pytest>=7", "onnx>=1.14", "onnxruntime>=1.16", "faster-coco-eval>=1.5", "orjson>=3.9"],
+        "dev": ["pytest>=7", "onnx>=1.14", "onnxruntime>=1.16", "faster-coco-eval>=1.5", "orjson>=3.9",
+                # serve tests: the serve extra, an HTTP and a WebSocket client, the browser driver (system chromium)
+                "fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9", "prometheus-client>=0.20",
+                "httpx>=0.27", "websockets>=12", "playwright>=1.40",
+                # tools/infer.py --ray tests (a local Ray with 2 CPUs), so the README's one install runs them too
+                "ray[data]>=2.40"],
         # orjson writes a 100k-prediction results json ~3x faster; the evaluator falls back to json without it
         "fast-eval": ["faster-coco-eval>=1.5", "orjson>=3.9"],
         "onnx": ["onnx>=1.14", "onnxruntime>=1.16"],  # tools/export.py and .onnx weights (onnxruntime-gpu for CUDA)
-        # tools/infer.py --ray (a Ray Data job); ~500 MB with pyarrow and pandas, so not in dev: CI installs it itself
+        # tools/infer.py --ray (a Ray Data job); ~500 MB with pyarrow and pandas
         "ray": ["ray[data]>=2.40"],
+        # tools/serve.py (hrnet-pose-serve): the HTTP service, its uploads and its metrics
+        "serve": ["fastapi>=0.110", "uvicorn>=0.29", "websockets>=12", "python-multipart>=0.0.9", "prometheus-client>=0.20"],
     },
 )

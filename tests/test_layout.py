@@ -23,6 +23,7 @@ FLOORS = [
     ["datasets", "evaluation"],  # data and crops; OKS-NMS, COCO AP, PCK
     ["engine", "streams", "deploy"],  # training + evaluation; frame sources + tracking; ONNX + onnxruntime
     ["apis"],  # the inference product: PoseEstimator, stream estimator, detectors, zoo, demo
+    ["serve"],  # the HTTP service over apis; imported only by tools/serve.py (test below)
     ["benchmarks"],  # top floor: only tools/benchmark.py imports it
 ]
 FLOOR = {room: level for level, rooms in enumerate(FLOORS) for room in rooms}
@@ -96,6 +97,14 @@ def test_engine_and_library_stay_below_inference_deployment_and_benchmarks(graph
     into_benchmarks = {m for m, ts in graph.items() if _room(m) != "benchmarks" for t in ts
                        if _room(t) == "benchmarks"}
     assert not into_benchmarks
+
+
+def test_serve_is_imported_by_no_other_room(graph):
+    """serve/ is an application over apis: only tools/serve.py imports it (the serve benchmark starts it as a
+    process), so the library works without its optional web dependencies."""
+    into_serve = sorted(f"{m} -> {t}" for m, ts in graph.items() if _room(m) != "serve" for t in ts
+                        if _room(t) == "serve")
+    assert not into_serve, into_serve
 
 
 def _cycle(graph: Dict[str, Set[str]]) -> List[str]:

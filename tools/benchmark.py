@@ -42,6 +42,13 @@ tools/infer.py against the demo on one synthetic folder (same model, same boxes)
         --weights tests/fixtures/synthetic_quickstart_hrnet.pth --images 2000 \
         [--compare experiments/coco/hrnet/w32_256x192_adam_lr1e-3.yaml --compare-images 200] [--ray-images 2000]
 
+The pose service against the in-process API: REST vs PoseEstimator, 1 vs 8 clients (throughput, p95, memory over
+--serve-requests), the webcam page in headless Chromium (FPS, capture-to-drawn latency); random weights, the server
+as its own process on 127.0.0.1 (hrnet_pose.benchmarks.serve):
+
+    python tools/benchmark.py --cfg experiments/coco/litehrnet/litehrnet_18_256x192.yaml --mode serve --iters 20 \
+        [--clients 8] [--serve-requests 2000] [--page-seconds 10] [--det-model ssdlite] [--json serve.json]
+
 Speed is measured here, never asserted in tests. On a shared CPU, timings vary by about +-10% between runs.
 """
 
@@ -66,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cfg", required=True)
     parser.add_argument("--mode", choices=["train", "infer", "data", "all", "step", "cpu", "demo", "int8", "models",
-                                           "detectors", "live", "batch-infer"],
+                                           "detectors", "live", "batch-infer", "serve"],
                         default="all",
                         help="step: the training step, plain (fp32 NCHW eager) vs fast (bf16 channels_last fused, "
                              "compiled/graphed on CUDA), side by side")
@@ -113,6 +120,11 @@ def _parser() -> argparse.ArgumentParser:
                                                                         "config (random weights)")
     parser.add_argument("--ray-images", type=int, default=0, help="batch-infer mode: also infer.py --ray on a local "
                                                                    "Ray (2 CPUs) for --cfg on this many images")
+    parser.add_argument("--clients", type=int, default=8, help="serve mode: concurrent clients")
+    parser.add_argument("--serve-requests", type=int, default=400, help="serve mode: requests of the concurrent run "
+                                                                         "(memory is sampled over them)")
+    parser.add_argument("--page-seconds", type=float, default=10.0, help="serve mode: seconds the page is measured "
+                                                                          "(0 = no browser row)")
     parser.add_argument("opts", nargs=argparse.REMAINDER)
     return parser
 
@@ -135,6 +147,8 @@ def main(argv=None) -> int:
         return _batch_infer_side_by_side(args)
     if args.mode == "detectors":
         return _detectors_side_by_side(args)
+    if args.mode == "serve":
+        return _serve_side_by_side(args)
     return _model_and_loader(cfg, args)
 
 
@@ -360,6 +374,21 @@ def _batch_infer_side_by_side(args) -> int:
     return _report(f"tools/infer.py vs tools/demo.py, synthetic 256x256 images (1-3 persons, boxes from the "
                    f"detections file), CPU {_cpu_name() or '?'} ({os.cpu_count()} cores, load average "
                    f"{os.getloadavg()[0]:.1f}), flip test off", format_batch_infer_table(rows), rows, args.json)
+
+
+def _serve_side_by_side(args) -> int:
+    """--mode serve: the pose service against PoseEstimator in one run (hrnet_pose.benchmarks.serve)."""
+    from hrnet_pose.benchmarks.serve import format_serve_table, run_serve_benchmark
+
+    det_model = args.det_model or "ssdlite"
+    load = os.getloadavg()
+    rows = run_serve_benchmark(args.cfg, args.opts, iters=args.iters, clients=args.clients,
+                               concurrent_requests=args.serve_requests, page_seconds=args.page_seconds,
+                               det_model=det_model)
+    return _report(f"pose service, config {args.cfg}, onnxruntime, detector {det_model} (random weights, score "
+                   f"threshold 0, max persons = the image's), 1280x720 JPEG, flip test off; CPU {_cpu_name() or '?'}, "
+                   f"{os.cpu_count()} cores; load average {load[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at "
+                   f"the end", format_serve_table(rows), rows, args.json)
 
 
 if __name__ == "__main__":
