@@ -91,9 +91,22 @@ def test_sessions_running_at_once_share_the_cores(cores):
 
 
 def test_the_detector_session_takes_the_threads_it_is_given(tmp_path):
+    from hrnet_pose.deploy.detector_export import _session
+
     torch.manual_seed(0)
     detector = PersonDetector("ssdlite", pretrained=False, runtime="onnxruntime", cache_dir=str(tmp_path),
                               num_threads=1)
-    detector(np.zeros((64, 64, 3), np.uint8))
-    (session,) = detector.onnx.sessions.values()
-    assert session.get_session_options().intra_op_num_threads == 1
+    assert detector.onnx.num_threads == 1  # handed to every per-frame-size session it opens
+    assert _session(_tiny_graph(), ["CPUExecutionProvider"], 1).get_session_options().intra_op_num_threads == 1
+    assert _session(_tiny_graph(), ["CPUExecutionProvider"], None).get_session_options().intra_op_num_threads \
+        == physical_cores()  # not onnxruntime's own default, which counts the host's logical CPUs
+
+
+def _tiny_graph() -> bytes:
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()

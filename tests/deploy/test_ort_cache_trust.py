@@ -5,6 +5,7 @@
 - a device string onnxruntime cannot take is the caller's error, and the entry stays;
 - entries have a new file's ordinary permissions (a shared cache folder is readable by the group)."""
 
+import logging
 import os
 
 import numpy as np
@@ -57,11 +58,14 @@ def _torch_heatmaps(cfg, weights, x):
         return model.eval()(torch.from_numpy(x)).numpy()
 
 
-def test_a_changed_forward_gets_a_new_entry_with_the_new_graph(cache, tiny_pth, monkeypatch):
+def test_a_changed_forward_gets_a_new_entry_with_the_new_graph(cache, tiny_pth, monkeypatch, caplog):
     folder, exports = cache
     cfg = load_config(TINY_YAML)
     x = _crops(cfg)
-    before = ort_cache.cached_backend(cfg, tiny_pth)
+    with caplog.at_level(logging.INFO, logger="hrnet_pose"):
+        before = ort_cache.cached_backend(cfg, tiny_pth)
+    # the first run's pause is said (tools/demo.py logs at INFO)
+    assert any("exporting the pose network" in r.getMessage() and r.levelno == logging.INFO for r in caplog.records)
     original = PoseHighResolutionNet.forward
 
     def upgraded(self, images):  # a new release whose forward gives other heatmaps
