@@ -263,3 +263,12 @@ def test_detector_and_pose_sessions_split_the_cores_on_a_stream(clip, tmp_path, 
     assert (pose + det == cores) if cores >= 2 else (pose, det) == (1, 1)
     one_by_one = build_estimator(args, concurrent=False)
     assert one_by_one.backend.num_threads == one_by_one.detector.onnx.num_threads == cores
+
+
+def test_frames_dropped_while_the_models_started_are_not_counted_as_stale():
+    from hrnet_pose.apis.demo_outputs import DemoSummary
+    from hrnet_pose.apis.pipeline import PipelineStats
+
+    summary = DemoSummary(frames=10, wall_s=2.0, stream=PipelineStats(frames=10, dropped=25), warmup_dropped=20)
+    text = summary.format()
+    assert "5 stale frames dropped (and 20 while the models started)" in text and "5.0 FPS end to end" in text
