@@ -78,8 +78,9 @@ def main(argv: Optional[Sequence[str]] = None) -> float:
     if args.no_check:
         return float("nan")
     sizes = args.batch  # a static-batch graph runs larger batches in chunks
-    diff = check_onnx(args.out, model, sizes)
-    print(f"onnxruntime vs PyTorch: max |heatmap difference| = {diff:.3g} (batch sizes {sizes}, random inputs)")
+    diff, scale = check_onnx(args.out, model, sizes, return_scale=True)
+    print(f"onnxruntime vs PyTorch: max |heatmap difference| = {diff:.3g} = {diff / max(scale, 1e-12):.2g} of the "
+          f"heatmaps' scale {scale:.3g} (batch sizes {sizes}, random inputs)")
     return diff
 
 

@@ -98,8 +98,8 @@ def _debug_requested(argv: List[str]) -> bool:
 def run_cli(main: Callable[[Sequence[str]], Any], argv: Optional[Sequence[str]] = None) -> int:
     """Run `main(argv)` (default: sys.argv[1:]) and return an exit status for `sys.exit`.
 
-    0 when main returns; 2 after printing a short message for a user error (see `is_user_error`); 130 after one
-    line on Ctrl-C. `--debug` (removed from argv before main sees it) or HRNET_POSE_DEBUG=1 re-raises user errors
+    0 when main returns; 2 after printing a short message for a user error (see `is_user_error`; an error class may
+    name another status in `exit_status`, as a lost camera does); 130 after one line on Ctrl-C. `--debug` (removed from argv before main sees it) or HRNET_POSE_DEBUG=1 re-raises user errors
     with their traceback. Other exceptions propagate unchanged (Python prints the traceback, exit status 1).
     """
     args = list(sys.argv[1:] if argv is None else argv)
@@ -118,5 +118,5 @@ def run_cli(main: Callable[[Sequence[str]], Any], argv: Optional[Sequence[str]] 
         sys.stdout.flush()  # whatever main logged comes before the error, not after it
         for line in format_user_error(err):
             print(line, file=sys.stderr)
-        return EXIT_USER_ERROR
+        return int(getattr(err, "exit_status", EXIT_USER_ERROR))  # a lost camera has its own (streams.frames)
     return 0

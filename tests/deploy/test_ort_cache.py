@@ -111,7 +111,7 @@ def test_corrupt_entry_is_rebuilt_with_a_warning(damage, cache, tiny_pth, caplog
 
 def test_export_that_fails_the_parity_check_is_not_cached(cache, tiny_pth, monkeypatch, caplog):
     folder, _ = cache
-    monkeypatch.setattr(ort_cache, "check_onnx", lambda *args, **kwargs: 1.0)
+    monkeypatch.setattr(ort_cache, "check_onnx", lambda *args, **kwargs: (1.0, 1.0))
     with pytest.raises(ort_cache.OnnxParityError, match="differs from PyTorch"):
         PoseEstimator.from_config(TINY_YAML, tiny_pth, device="cpu", backend="onnxruntime")
     assert os.listdir(folder) == []

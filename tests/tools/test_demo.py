@@ -150,9 +150,9 @@ def test_demo_video_keeps_frames_size_fps_and_writes_json_lines(video, weights, 
     assert [r["frame"] for r in records] == list(range(12))
     np.testing.assert_allclose([r["timestamp"] for r in records], np.arange(12) / 12.5, atol=1e-3)
     for r in records:
-        (person,) = r["persons"]
-        assert person["track_id"] == 0 and len(person["keypoints"]) == 17 and len(person["scores"]) == 17
-        assert len(person["bbox"]) == 4
+        (person,) = r["persons"]  # the frame's COCO results entries, as predictions.json writes them
+        assert person["track_id"] == 0 and len(person["keypoints"]) == 17 * 3 and person["image_id"] == r["frame"]
+        assert len(person["bbox"]) == 4 and person["category_id"] == 1
 
 
 def test_demo_show_without_display_says_why(weights, tmp_path, monkeypatch, caplog):

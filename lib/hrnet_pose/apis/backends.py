@@ -108,8 +108,8 @@ def _torch_model(cfg: Any, weights: Optional[str]) -> torch.nn.Module:
     return model
 
 
-def _cached_onnx(cfg: Any, weights: Optional[str], device: Union[str, torch.device], explicit: bool
-                 ) -> Optional[PoseBackend]:
+def _cached_onnx(cfg: Any, weights: Optional[str], device: Union[str, torch.device], explicit: bool,
+                 num_threads: Optional[int] = None) -> Optional[PoseBackend]:
     """The cache's onnxruntime backend; under 'auto', None (after a warning) when the network cannot be exported or
     its export does not match PyTorch, so that PyTorch runs it instead."""
     from ..deploy.export import OnnxExportError
@@ -118,7 +118,7 @@ def _cached_onnx(cfg: Any, weights: Optional[str], device: Union[str, torch.devi
     model = None if weights else _torch_model(cfg, None)  # random weights: hashed from the model itself
     try:
         return cached_backend(cfg, os.fspath(weights) if weights else None, device=str(resolve_device(device)),
-                              model=model)
+                              model=model, num_threads=num_threads)
     except (OnnxExportError, OnnxParityError) as err:
         if explicit:
             raise
@@ -127,9 +127,12 @@ def _cached_onnx(cfg: Any, weights: Optional[str], device: Union[str, torch.devi
 
 
 def build_backend(cfg: Any, weights: Optional[str], device: Union[str, torch.device] = "auto", amp: str = "",
-                  channels_last: bool = False, backend: str = "auto") -> PoseBackend:
+                  channels_last: bool = False, backend: str = "auto", num_threads: Optional[int] = None
+                  ) -> PoseBackend:
     """The backend for `weights` (.pth: ours, official, MMPose or a training checkpoint; .onnx; None keeps random
-    weights, with a warning) in the runtime `backend` picks: 'torch', 'onnxruntime' or 'auto' (module docstring)."""
+    weights, with a warning) in the runtime `backend` picks: 'torch', 'onnxruntime' or 'auto' (module docstring).
+    `num_threads`: onnxruntime's intra-op threads (None = the physical cores; `onnx_backend.share_cores` splits them
+    with a detector that runs at the same time)."""
     from ..deploy.ort_cache import describe
 
     kind = choose_backend(backend, weights, device, amp, channels_last)
@@ -137,11 +140,12 @@ def build_backend(cfg: Any, weights: Optional[str], device: Union[str, torch.dev
     if _is_onnx(weights):
         from ..deploy.onnx_backend import OnnxRuntimeBackend
 
-        built = OnnxRuntimeBackend(os.fspath(weights), device=str(resolve_device(device)))
+        built = OnnxRuntimeBackend(os.fspath(weights), device=str(resolve_device(device)), num_threads=num_threads)
     elif kind == "onnxruntime":
         if amp or channels_last:
             raise UserError("amp and channels_last are PyTorch options; use backend 'torch' (or 'auto') with them")
-        built = _cached_onnx(cfg, weights, device, explicit=str(backend).strip().lower() == "onnxruntime")
+        built = _cached_onnx(cfg, weights, device, explicit=str(backend).strip().lower() == "onnxruntime",
+                             num_threads=num_threads)
     if built is None:
         built = TorchBackend(_torch_model(cfg, weights), device, amp, channels_last)
     logger.info("pose network: %s", describe(built))

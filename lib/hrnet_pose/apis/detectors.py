@@ -26,6 +26,11 @@ Runtime: 'torch' runs the torchvision model; 'onnxruntime' exports it once per f
 graph's boxes against PyTorch's on that frame, and runs it there (`deploy.detector_export`); 'auto' is onnxruntime on
 a CPU when it is installed, else torch. The torch model stays loaded either way (it is what gets exported).
 
+Threads: a detector may be called from several threads at once (a stream pipeline's detect thread and its pose
+thread's detection of a lost person); each detector serialises its calls with a lock, so a torch model, a user
+function and the lazy per-frame-size export never run twice at once. `num_threads` sets the onnxruntime session's
+intra-op threads, chosen together with the pose session's (`deploy.onnx_backend.share_cores`).
+
 Weights come from torchvision's URLs, downloaded by `hrnet_pose.download` (a timeout per network operation,
 hash-checked, into the torch hub cache `$TORCH_HOME/hub/checkpoints`, with a progress bar; `HRNET_POSE_OFFLINE=1`
 forbids it) or from a local `.pth`; without network the error says how to go on (`DetectorWeightsUnavailable`).
@@ -34,6 +39,7 @@ forbids it) or from a local `.pth`; without network the error says how to go on 
 import logging
 import os
 import re
+import threading
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 from urllib.parse import urlparse
 
@@ -267,13 +273,14 @@ class PersonDetector:
     weights: a local `.pth` (a torchvision state dict); None downloads torchvision's COCO weights into the torch hub
     cache. pretrained=False builds random weights (tests, offline experiments) and never touches the network.
     runtime: 'auto', 'torch' or 'onnxruntime' (module docstring); cache_dir: where onnxruntime graphs are kept
-    (default `$HRNET_POSE_CACHE` or ~/.cache/hrnet_pose/onnx).
+    (default `$HRNET_POSE_CACHE` or ~/.cache/hrnet_pose/onnx); num_threads: onnxruntime intra-op threads (None = the
+    physical cores). Calls from several threads are served one at a time.
     """
 
     def __init__(self, name: str = DEFAULT_DETECTOR, weights: Optional[str] = None, device: Union[str, torch.device]
                  = "cpu", score_thr: float = 0.5, nms_thr: float = 0.5, max_persons: int = MAX_PERSONS,
                  pretrained: bool = True, progress: bool = True, runtime: str = "auto",
-                 cache_dir: Optional[str] = None) -> None:
+                 cache_dir: Optional[str] = None, num_threads: Optional[int] = None) -> None:
         if name not in DETECTORS:
             raise UserError(f"unknown person detector '{name}'; valid: {', '.join(DETECTORS)} (or 'none')")
         _check_thresholds(score_thr, nms_thr, max_persons)
@@ -289,6 +296,7 @@ class PersonDetector:
             _load_into(self.model, state_dict, source, name)
         self.model.eval().requires_grad_(False).to(self.device)
         self.weights_source = source
+        self._lock = threading.Lock()
         self.onnx = None
         if self.runtime == "onnxruntime":
             from ..deploy.detector_export import OnnxPersonDetectorRunner
@@ -296,7 +304,8 @@ class PersonDetector:
 
             self.model.cpu()  # exported and checked on the CPU; the graph runs wherever the providers say
             self.onnx = OnnxPersonDetectorRunner(self.model, name, (self.score_thr, max_dets),
-                                                 providers=_providers(str(self.device), None), folder=cache_dir)
+                                                 providers=_providers(str(self.device), None), folder=cache_dir,
+                                                 num_threads=num_threads)
         logger.info("person detector '%s' (%s) from %s on %s in %s", name, DETECTORS[name].__name__, source,
                     self.device, self.runtime)
 
@@ -324,6 +333,10 @@ class PersonDetector:
         per frame size); one (boxes, scores) pair per image."""
         if not len(images_bgr):
             return []
+        with self._lock:
+            return self._detect_batch(images_bgr)
+
+    def _detect_batch(self, images_bgr: Sequence[np.ndarray]) -> List[Tuple[np.ndarray, np.ndarray]]:
         if self.onnx is not None:
             try:
                 return [self._person_outputs(*self.onnx(_check_image(image))) for image in images_bgr]
@@ -349,6 +362,7 @@ class CallableDetector:
         _check_thresholds(score_thr, nms_thr, max_persons)
         self.fn = fn
         self.score_thr, self.nms_thr, self.max_persons = float(score_thr), float(nms_thr), int(max_persons)
+        self._lock = threading.Lock()  # a user function need not be thread-safe
         self._label = getattr(fn, "__qualname__", None) or type(fn).__name__
 
     def __repr__(self) -> str:
@@ -385,19 +399,22 @@ class CallableDetector:
         return boxes, scores
 
     def __call__(self, image_bgr: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        boxes, scores = self._check(self.fn(image_bgr))
+        with self._lock:
+            out = self.fn(image_bgr)
+        boxes, scores = self._check(out)
         return filter_person_boxes(boxes, scores, self.score_thr, self.nms_thr, self.max_persons)
 
 
 def build_detector(spec: Union[None, str, os.PathLike, ImageDetector], device: Union[str, torch.device] = "cpu",
                    score_thr: float = 0.5, nms_thr: float = 0.5, max_persons: int = MAX_PERSONS,
                    weights: Optional[str] = None, runtime: str = "auto",
-                   cache_dir: Optional[str] = None) -> Optional[ImageDetector]:
+                   cache_dir: Optional[str] = None, num_threads: Optional[int] = None) -> Optional[ImageDetector]:
     """A detector from a spec, or None for no detector (the caller then uses the whole image as one person).
 
     spec: None or 'none'; a name in DETECTORS or 'auto' (AUTO_DETECTOR for the device); 'name:FILE.pth'; a path to a
     `.pth` (architecture read from its keys); a PersonDetector / CallableDetector (returned as is); any other callable image -> (boxes, scores).
-    weights: a local `.pth` for a named detector (the `--det-weights` option). runtime, cache_dir: PersonDetector's.
+    weights: a local `.pth` for a named detector (the `--det-weights` option). runtime, cache_dir, num_threads:
+    PersonDetector's.
     """
     if spec is None or (isinstance(spec, str) and spec.strip().lower() == "none"):
         return None
@@ -409,7 +426,7 @@ def build_detector(spec: Union[None, str, os.PathLike, ImageDetector], device: U
         raise TypeError(f"detector spec must be a name, a path, a callable or None, got {type(spec).__name__}")
     spec = resolve_detector_name(os.fspath(spec), device)
     kwargs = dict(device=device, score_thr=score_thr, nms_thr=nms_thr, max_persons=max_persons, runtime=runtime,
-                  cache_dir=cache_dir)
+                  cache_dir=cache_dir, num_threads=num_threads)
     name, path = spec.strip().lower(), None
     prefix, sep, rest = spec.partition(":")
     if name not in DETECTORS and sep and prefix.lower() in DETECTORS:

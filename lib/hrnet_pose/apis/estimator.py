@@ -117,17 +117,19 @@ class PoseEstimator:
     def from_config(cls, cfg_or_yaml: Union[CN, str, os.PathLike], weights: Optional[str] = None,
                     device: str = "auto", detector: Optional[Detector] = None, flip_test: Optional[bool] = None,
                     amp: str = "", max_batch: int = 32, opts: Sequence[str] = (),
-                    channels_last: bool = False, backend: str = "auto") -> "PoseEstimator":
+                    channels_last: bool = False, backend: str = "auto",
+                    num_threads: Optional[int] = None) -> "PoseEstimator":
         """Estimator for a config (yaml path or CfgNode, plus `KEY VALUE` opts) and weights (.pth, .onnx, zoo name,
         or None for random weights). `flip_test` defaults to the config's TEST.FLIP_TEST. `backend` runs the network
         in 'torch', 'onnxruntime' (a .pth is exported once into a cache) or 'auto' (onnxruntime on a CPU, PyTorch
-        on CUDA; `backends.build_backend`)."""
+        on CUDA; `backends.build_backend`); `num_threads` its onnxruntime intra-op threads (None = the physical
+        cores)."""
         cfg = load_config(cfg_or_yaml, list(opts))
         if weights is not None:
             from . import zoo
 
             weights = zoo.resolve_weights(str(weights))
-        runtime = build_backend(cfg, weights, device, amp, channels_last, backend)
+        runtime = build_backend(cfg, weights, device, amp, channels_last, backend, num_threads=num_threads)
         return cls(runtime, build_codec(cfg), get_keypoint_set(cfg.DATASET.KEYPOINT_SET),
                    color_rgb=bool(cfg.DATASET.COLOR_RGB),
                    flip_test=bool(cfg.TEST.FLIP_TEST) if flip_test is None else bool(flip_test), detector=detector,

@@ -49,15 +49,28 @@ class PoseResult:
             return np.zeros(0, np.float64)
         return rescore(self.box_scores, self.scores, in_vis_thre)
 
-    def to_coco(self, image_id: Any, in_vis_thre: float = 0.2) -> List[Dict[str, Any]]:
-        """COCO keypoint results entries (`loadRes` format) for this image, one per person, no NMS; `bbox` is the
-        person box as COCO writes it, [x, y, w, h] (w = x2 - x1), so the file can be given back as `--boxes`."""
-        kpts = np.concatenate([self.keypoints, self.scores[..., None]], axis=2).reshape(len(self), 3 * self.keypoints.shape[1])
+    def to_coco(self, image_id: Any, in_vis_thre: float = 0.2, decimals: Optional[int] = None) -> List[Dict[str, Any]]:
+        """COCO keypoint results entries (`loadRes` format) for this image, one per person, no NMS: the one
+        serialisation of a result, used by predictions.json and by a stream's JSON lines alike.
+
+        keypoints: [x1, y1, s1, x2, y2, s2, ...] (COCO's flat triplets, score = heatmap maximum); score: the person
+        score as COCO evaluation rescores it; bbox: the person box as COCO writes it, [x, y, w, h] (w = x2 - x1), so
+        the file can be given back as `--boxes`; box_score: the detector's (or given) box score; track_id when
+        tracking. `decimals` rounds coordinates to that many places and scores to two more (compact JSON lines)."""
+        kpts = np.concatenate([self.keypoints, self.scores[..., None]], axis=2).astype(np.float64)
         person_scores = self.instance_scores(in_vis_thre)
+        boxes = np.asarray([xyxy_to_xywh(b) for b in self.boxes], np.float64).reshape(-1, 4)
+        box_scores = np.asarray(self.box_scores, np.float64)
+        if decimals is not None:
+            kpts[..., :2] = np.round(kpts[..., :2], decimals)
+            kpts[..., 2] = np.round(kpts[..., 2], decimals + 2)
+            boxes, box_scores = np.round(boxes, decimals), np.round(box_scores, decimals + 2)
+            person_scores = np.round(person_scores, decimals + 2)
+        flat = kpts.reshape(len(self), 3 * self.keypoints.shape[1])
         out = []
         for i in range(len(self)):
-            entry = {"image_id": image_id, "category_id": 1, "keypoints": [float(v) for v in kpts[i]],
-                     "score": float(person_scores[i]), "bbox": [float(v) for v in xyxy_to_xywh(self.boxes[i])]}
+            entry = {"image_id": image_id, "category_id": 1, "keypoints": flat[i].tolist(),
+                     "score": float(person_scores[i]), "bbox": boxes[i].tolist(), "box_score": float(box_scores[i])}
             if self.track_ids is not None:
                 entry["track_id"] = int(self.track_ids[i])
             out.append(entry)

@@ -10,7 +10,8 @@ nothing is re-implemented in numpy and the boxes are torchvision's own.
 Python floats in torchvision's post-processing (score threshold, NMS IoU, detections per image) and resize settings
 become constants in the graph, and the resize depends on the frame size, so the cache key is: detector name, a hash
 of the weights (the state dict's tensors: a weights file, torchvision's download or a random initialisation alike)
-and of the modules' settings (`model_digest`), frame size, torch's version and EXPORTER_VERSION. Files go to
+and of the modules' settings (`model_digest`), the code of the model's classes and of the wrapper (`ort_cache.code_sha256`),
+frame size, the versions of torch, torchvision and this package, and EXPORTER_VERSION. Files go to
 `$HRNET_POSE_CACHE` or `~/.cache/hrnet_pose/onnx`, written atomically after the parity check passed; a cache file
 onnxruntime cannot load is rebuilt with a warning.
 
@@ -24,6 +25,7 @@ import hashlib
 import io
 import logging
 import os
+import threading
 import warnings
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -34,7 +36,8 @@ from torch import nn
 from ..errors import UserError
 from ..fileio import atomic_write
 from .export import _native_stdout_discarded
-from .ort_cache import cache_dir, state_dict_sha256
+from .onnx_backend import physical_cores
+from .ort_cache import cache_dir, code_sha256, state_dict_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +62,14 @@ def _plain(value) -> bool:
     return isinstance(value, (bool, int, float, str, type(None)))
 
 
+def _versions() -> str:
+    import torchvision
+
+    from .. import __version__
+
+    return f"torch {torch.__version__} torchvision {torchvision.__version__} hrnet_pose {__version__}"
+
+
 def model_digest(model: nn.Module) -> str:
     """sha256 of the state dict (names, dtypes, shapes, values) and of every module's plain settings (resize sizes,
     normalisation, score threshold, NMS IoU, proposal counts, ...): the same model gives the same digest wherever its
@@ -70,13 +81,14 @@ def model_digest(model: nn.Module) -> str:
         settings = {k: v for k, v in vars(module).items() if (not k.startswith("_") or k.endswith("_top_n"))
                     and k != "training" and _plain(v)}
         h.update(f"{name}:{type(module).__name__}:{sorted(settings.items())!r}".encode())
+    h.update(code_sha256(model, extra=(_FrameGraph,)).encode())
     return h.hexdigest()
 
 
 def cache_path(name: str, digest: str, frame_hw: Sequence[int], folder: Optional[str] = None) -> str:
     """The cache file of one detector graph: name, model digest, frame size, torch and exporter versions."""
     h, w = int(frame_hw[0]), int(frame_hw[1])
-    key = "|".join([name, digest, f"{h}x{w}", torch.__version__, EXPORTER_VERSION])
+    key = "|".join([name, digest, f"{h}x{w}", _versions(), EXPORTER_VERSION])
     return os.path.join(folder or cache_dir(), f"det-{name}-{h}x{w}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
                                                f".onnx")
 
@@ -144,15 +156,18 @@ def _session(model_bytes_or_path, providers: List, num_threads: Optional[int]):
     # as for the pose network (deploy.onnx_backend): all graph rewrites, one op at a time on the intra-op pool
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    if num_threads:
-        options.intra_op_num_threads = int(num_threads)
+    # onnxruntime's own default counts the host's logical CPUs; set with the pose session's (`share_cores`)
+    options.intra_op_num_threads = int(num_threads) if num_threads else physical_cores()
+    options.inter_op_num_threads = 1
     return ort.InferenceSession(model_bytes_or_path, sess_options=options, providers=providers)
 
 
 class OnnxPersonDetectorRunner:
     """Runs a torchvision detector in onnxruntime: one cached, parity-checked graph per frame size, exported the first
     time a frame of that size comes. `postprocess` is (score_thr, max_dets) as set in `model`, for the parity check.
-    The model's digest is taken at the first frame: change the model before that, not after."""
+    The model's digest is taken at the first frame: change the model before that, not after. Safe to call from
+    several threads: a frame size is looked up and exported under a lock (once), sessions then run concurrently.
+    `num_threads`: intra-op threads per session (None = the physical cores, `onnx_backend.physical_cores`)."""
 
     def __init__(self, model: nn.Module, name: str, postprocess: Sequence[float], providers: Sequence = (
                  "CPUExecutionProvider",), num_threads: Optional[int] = None, folder: Optional[str] = None) -> None:
@@ -162,6 +177,7 @@ class OnnxPersonDetectorRunner:
         self.digest: Optional[str] = None
         self.sessions: Dict[Tuple[int, int], object] = {}
         self.exports = 0  # graphs exported by this runner (the rest came from the cache)
+        self._lock = threading.Lock()
 
     def path_for(self, frame_hw: Sequence[int]) -> str:
         if self.digest is None:
@@ -197,8 +213,11 @@ class OnnxPersonDetectorRunner:
         hw = (int(image.shape[0]), int(image.shape[1]))
         session = self.sessions.get(hw)
         if session is None:
-            path = self.path_for(hw)
-            session = self._load_cached(path) if os.path.isfile(path) else None
-            session = session or self._export(image, path)
-            self.sessions[hw] = session
+            with self._lock:  # two threads meeting a new frame size: one exports, the other waits and reuses it
+                session = self.sessions.get(hw)
+                if session is None:
+                    path = self.path_for(hw)
+                    session = self._load_cached(path) if os.path.isfile(path) else None
+                    session = session or self._export(image, path)
+                    self.sessions[hw] = session
         return self._run(session, image)

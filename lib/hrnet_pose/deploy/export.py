@@ -16,8 +16,9 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 import warnings
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -48,25 +49,36 @@ class _Heatmaps(nn.Module):
         return forward_heatmaps(self.model, x)
 
 
+_STDOUT_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def _native_stdout_discarded() -> Iterator[None]:
     """Send file descriptor 1 to a scratch file meanwhile: on a failure the TorchScript exporter dumps the whole
-    traced graph (thousands of lines) to C++ stdout, and its log switch cannot be turned off from Python."""
-    sys.stdout.flush()
-    try:
-        saved = os.dup(1)
-    except OSError:  # no stdout at all: nothing to protect
+    traced graph (thousands of lines) to C++ stdout, and its log switch cannot be turned off from Python.
+
+    Only on the main thread: fd 1 belongs to the whole process, so redirecting it from a worker (a stream pipeline's
+    detect thread exporting the detector for a new frame size) would swallow what every other thread prints
+    meanwhile. A worker's export keeps stdout as it is (the dump shows only when an export fails)."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    try:
-        with tempfile.TemporaryFile() as scratch:
-            os.dup2(scratch.fileno(), 1)
-            try:
-                yield
-            finally:
-                os.dup2(saved, 1)
-    finally:
-        os.close(saved)
+    sys.stdout.flush()
+    with _STDOUT_LOCK:
+        try:
+            saved = os.dup(1)
+        except OSError:  # no stdout at all: nothing to protect
+            yield
+            return
+        try:
+            with tempfile.TemporaryFile() as scratch:
+                os.dup2(scratch.fileno(), 1)
+                try:
+                    yield
+                finally:
+                    os.dup2(saved, 1)
+        finally:
+            os.close(saved)
 
 
 def _export(module: nn.Module, dummy: torch.Tensor, path: str, opset: int, dynamic_batch: bool, dynamo: bool) -> None:
@@ -172,8 +184,9 @@ def export_onnx(model: nn.Module, path: str, input_size: Sequence[int], opset: i
 
 
 def check_onnx(path: str, model: nn.Module, batch_sizes: Sequence[int] = (1,), seed: int = 0,
-               num_threads: Optional[int] = None) -> float:
-    """Max |onnxruntime - PyTorch| over the heatmaps of random inputs at each batch size (CPU, float32)."""
+               num_threads: Optional[int] = None, return_scale: bool = False) -> Union[float, Tuple[float, float]]:
+    """Max |onnxruntime - PyTorch| over the heatmaps of random inputs at each batch size (CPU, float32); with
+    `return_scale`, (that difference, max |PyTorch heatmaps|), to judge the difference relative to the scale."""
     from .onnx_backend import OnnxRuntimeBackend
 
     backend = OnnxRuntimeBackend(path, device="cpu", num_threads=num_threads)
@@ -184,7 +197,7 @@ def check_onnx(path: str, model: nn.Module, batch_sizes: Sequence[int] = (1,), s
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    worst = 0.0
+    worst = scale = 0.0
     try:
         for n in batch_sizes:
             x = rng.standard_normal((int(n), 3, h, w)).astype(np.float32)
@@ -196,6 +209,7 @@ def check_onnx(path: str, model: nn.Module, batch_sizes: Sequence[int] = (1,), s
             diff = float(np.abs(out - ref).max())
             logger.info("batch %d: max |onnxruntime - torch| = %.3g", n, diff)
             worst = max(worst, diff)
+            scale = max(scale, float(np.abs(ref).max()))
     finally:
         model.train(was_training)
-    return worst
+    return (worst, scale) if return_scale else worst

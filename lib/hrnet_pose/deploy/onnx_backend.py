@@ -43,6 +43,32 @@ def physical_cores() -> int:
     return max(1, len(cores))
 
 
+class OnnxModelUnreadable(UserError):
+    """onnxruntime cannot load the file (truncated, overwritten, not an ONNX graph, an operator it lacks)."""
+
+
+def check_device(device: str) -> None:
+    """UserError unless `device` is a device string onnxruntime runs on ('cpu', 'cuda', 'cuda:N', 'auto'), checked
+    before any file is opened, so that a wrong device is never mistaken for a broken model file."""
+    text = (device or "cpu").strip().lower()
+    if text not in ("cpu", "") and not re.fullmatch(r"(cuda|auto)(?::(\d+))?", text):
+        raise UserError(f"device {device!r} is not valid for onnxruntime; use 'cpu', 'cuda' or 'cuda:N'")
+
+
+def share_cores(concurrent: bool, cores: Optional[int] = None) -> Tuple[int, int]:
+    """(pose session threads, detector session threads) for onnxruntime sessions of the pose network and the person
+    detector. Run one after the other (`concurrent=False`: an image at a time) each takes every physical core. Run at
+    once (a stream's pipeline detects the next frame while the pose network runs on this one) they split the cores so
+    that together they use each core once: two intra-op pools of all cores would make 2x the threads and let them
+    preempt each other mid-convolution. The detector gets a third (it runs on a fraction of a stream's frames and is
+    cheaper than the pose network with several persons), at least one thread each; one core is shared by both."""
+    cores = int(cores) if cores else physical_cores()
+    if not concurrent or cores < 2:
+        return cores, cores
+    detector = max(1, cores // 3)
+    return cores - detector, detector
+
+
 def _providers(device: str, providers: Optional[Sequence[Union[str, Tuple[str, Dict]]]]) -> List:
     import onnxruntime as ort
 
@@ -88,10 +114,11 @@ class OnnxRuntimeBackend:
         options.intra_op_num_threads = int(num_threads) if num_threads else physical_cores()
         options.inter_op_num_threads = 1
         self.num_threads = options.intra_op_num_threads
+        chosen = _providers(device, providers)  # a wrong device is its own error, outside the file's
         try:
-            self.session = ort.InferenceSession(path, sess_options=options, providers=_providers(device, providers))
+            self.session = ort.InferenceSession(path, sess_options=options, providers=chosen)
         except Exception as err:  # noqa: BLE001 - onnxruntime raises its own Fail/InvalidGraph types
-            raise UserError(f"onnxruntime cannot load {path}: {str(err).strip().splitlines()[0]}") from err
+            raise OnnxModelUnreadable(f"onnxruntime cannot load {path}: {str(err).strip().splitlines()[0]}") from err
         self.path = path
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1:

@@ -8,8 +8,9 @@ same code path serves one process and many. Collectives here fall back to the id
 import datetime
 import logging
 import os
+import sys
 from dataclasses import dataclass
-from typing import Any, List
+from typing import Any, List, Optional
 
 import torch
 import torch.distributed as dist
@@ -138,11 +139,23 @@ def any_true_tensor(flag: torch.Tensor) -> torch.Tensor:
     return t.reshape(()) > 0
 
 
-def cleanup() -> None:
-    """Leave the process group: all ranks meet first, so that none tears down its side (rank 0 also hosts the
-    rendezvous store) while another still talks to it, which gloo answers with an abort (std::terminate)."""
-    if is_dist():
-        try:
+def cleanup(ok: Optional[bool] = None) -> None:
+    """Leave the process group. After a successful run all ranks meet first, so that none tears down its side (rank 0
+    also hosts the rendezvous store) while another still talks to it, which gloo answers with an abort.
+
+    After a failure (`ok=False`; by default: called while an exception propagates, as from a `finally`) there is no
+    barrier: the peers would wait in it for the group's timeout (30 minutes) for a rank that never comes, and its own
+    timeout error would replace the failure being raised. The group is destroyed at once; the peers' next collective
+    then fails at once on the closed connection."""
+    if not is_dist():
+        return
+    if ok is None:
+        ok = sys.exc_info()[0] is None
+    try:
+        if ok:
             dist.barrier()
-        finally:
-            dist.destroy_process_group()
+    except RuntimeError as err:  # a peer failed and left: this rank's own work is done, say so and leave too
+        logger.warning("rank %d: leaving the process group without the others (%s)", get_rank(),
+                       str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
+    finally:
+        dist.destroy_process_group()

@@ -9,13 +9,13 @@ is what a Ctrl-C handler should call (the frames so far become a playable file).
 
 import logging
 import os
-import uuid
 from typing import Any, Dict, Optional, Tuple
 
 import cv2
 import numpy as np
 
 from ..errors import UserError
+from ..fileio import temp_path_beside
 
 __all__ = ["VideoWriter", "VideoWriterError", "CODECS"]
 
@@ -59,12 +59,9 @@ class VideoWriter:
                                    f"fps={fps}, size={size}")
         self.fps, self.size = fps, (width, height)
         self.num_frames = 0
-        folder = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(folder, exist_ok=True)
-        # The temporary name keeps the extension (OpenCV picks the container from it) and is created by OpenCV
-        # itself, so the final file gets the usual permissions (mkstemp's would be owner-only).
-        stem = os.path.basename(self.path)[: -len(ext)]
-        self.tmp_path = os.path.join(folder, f".{stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial{ext}")
+        # fileio's temporary name beside the target (the folder is created): it keeps the extension, from which
+        # OpenCV picks the container, and OpenCV creates the file itself, with a new file's usual permissions
+        self.tmp_path = temp_path_beside(self.path)
         self._writer: Optional[Any] = None
         self.fourcc = ""
         for code in CODECS[ext]:
