@@ -6,6 +6,7 @@ setup(
     description="Top-down human pose estimation with HRNet: official-compatible, pip-only, modern training",
     package_dir={"": "lib"},
     packages=find_packages("lib"),
+    package_data={"hrnet_pose": ["keypoint_sets/*.yaml"]},  # the built-in public keypoint sets (keypoints.py)
     python_requires=">=3.9",
     install_requires=[
         "torch>=2.0,<3",
