@@ -21,7 +21,7 @@ from hrnet_pose.keypoints import COCO17, KeypointSetError, get_keypoint_set
 from hrnet_pose.models import build_model
 
 from clitest import CPU_QUIET, load_tool
-from testpaths import FIXTURES, MINI, TINY_YAML
+from testpaths import EXPERIMENTS, FIXTURES, MINI, TINY_YAML
 
 HERE = os.path.join(FIXTURES, "public_sets")
 IMAGES = os.path.join(MINI, "images")
@@ -154,3 +154,16 @@ def test_test_py_scores_a_133_keypoint_model_on_coco_wholebody(tmp_path):
     for key, value in expected.items():  # the metrics are the whole-body scoring of the file the run wrote
         assert metrics[key] == result[key] == value, key
     assert {"body AP", "foot AP", "face AP", "lefthand AP", "righthand AP"} <= set(metrics)
+
+
+@pytest.mark.parametrize("path,dataset,k", [
+    ("coco_wholebody/hrnet/w32_256x192_adam_lr1e-3.yaml", "coco_wholebody", 133),
+    ("coco_wholebody/hrnet/w48_384x288_adam_lr1e-3.yaml", "coco_wholebody", 133),
+    ("crowdpose/hrnet/w32_256x192_adam_lr1e-3.yaml", "crowdpose", 14),
+    ("ap10k/hrnet/w32_256x256_adam_lr1e-3.yaml", "ap10k", 17),
+    ("ochuman/hrnet/w32_256x192_test.yaml", "ochuman", 17)])
+def test_experiment_yamls_name_their_set(path, dataset, k):
+    cfg = load_config(os.path.join(EXPERIMENTS, path))
+    assert cfg.DATASET.DATASET == cfg.DATASET.KEYPOINT_SET == dataset
+    assert cfg.MODEL.NUM_JOINTS == get_keypoint_set(dataset).num_keypoints == k
+    assert cfg.MODEL.HEATMAP_SIZE == [s // 4 for s in cfg.MODEL.IMAGE_SIZE]

@@ -153,6 +153,7 @@ _C.CODEC.UDP = False  # unbiased data processing (Huang et al. 2020): changes en
 _C.CODEC.DECODER = "default"  # 'default' (argmax + quarter offset when TEST.POST_PROCESS) or 'dark' (Zhang et al. 2020)
 # CODEC.DECODER may also be 'dark_udp_mmpose' with CODEC.UDP: MMPose 1.x's DARK-UDP step (zero-border blur rescaled to
 # each map's maximum) instead of the UDP authors' one that 'dark' gives under UDP (mirrored border, no rescaling)
+# ... or 'mmpose' without UDP: MMPose 1.x's MSRAHeatmap decoding (quarter offset with its per-axis border rule)
 _C.CODEC.DARK_BLUR_KERNEL = 11  # gaussian blur kernel of the DARK decoder (odd)
 _C.CODEC.UNBIASED_ENCODING = False  # DARK targets: gaussian centred on the sub-pixel joint (not with UDP)
 
