@@ -167,3 +167,34 @@ def test_experiment_yamls_name_their_set(path, dataset, k):
     assert cfg.DATASET.DATASET == cfg.DATASET.KEYPOINT_SET == dataset
     assert cfg.MODEL.NUM_JOINTS == get_keypoint_set(dataset).num_keypoints == k
     assert cfg.MODEL.HEATMAP_SIZE == [s // 4 for s in cfg.MODEL.IMAGE_SIZE]
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("name,k,ann,keys", [
+    ("crowdpose", 14, "annotations/crowdpose_test.json", ["AP (easy)", "AP (medium)", "AP (hard)"]),
+    ("ap10k", 17, "annotations/ap10k-test.json", ["AP Bovidae", "AP Felidae", "AP Canidae"])])
+def test_test_py_scores_crowdpose_and_ap10k_their_way(tmp_path, name, k, ann, keys):
+    from hrnet_pose.evaluation.public_sets import evaluate_ap10k, evaluate_crowdpose
+
+    root = _layout(tmp_path, [(f"{name}_mini.json", f"d/{ann}")])
+    os.symlink(IMAGES, root / "d" / ("images" if name == "crowdpose" else "data"))
+    opts = ["DATASET.DATASET", name, "DATASET.ROOT", str(root / "d"), "DATASET.TEST_SET", "test",
+            "MODEL.NUM_JOINTS", str(k), "TEST.USE_GT_BBOX", "True"]
+    torch.manual_seed(1)
+    weights = str(tmp_path / "w.pth")
+    torch.save(build_model(load_config(TINY_YAML, opts)).state_dict(), weights)
+    result = test_tool.main(["--cfg", TINY_YAML, "--modelDir", str(tmp_path / "out"), "TEST.MODEL_FILE", weights]
+                            + opts + CPU_QUIET)
+    out = os.path.join(str(tmp_path / "out"), name, "pose_hrnet", "official_hrnet_tiny_a")
+    with open(os.path.join(out, "results", "keypoints_test_results_0.json")) as f:
+        rows = json.load(f)
+    gt = _load(f"{name}_mini.json")
+    args = (gt, [r["image_id"] for r in rows], np.array([r["keypoints"] for r in rows]).reshape(len(rows), k, 3),
+            [r["score"] for r in rows], get_keypoint_set(name).sigmas)
+    expected = evaluate_crowdpose(*args) if name == "crowdpose" else \
+        evaluate_ap10k(*args, np.array([r["category_id"] for r in rows]))
+    for key, value in expected.items():  # the run's numbers are its dataset's scoring of the file it wrote
+        assert result[key] == value, key
+    assert set(keys) <= set(result)
+    if name == "ap10k":  # each result carries its box's species
+        assert sorted({r["category_id"] for r in rows}) == sorted({a["category_id"] for a in gt["annotations"]})
