@@ -154,6 +154,7 @@ def test_test_py_scores_a_133_keypoint_model_on_coco_wholebody(tmp_path):
     for key, value in expected.items():  # the metrics are the whole-body scoring of the file the run wrote
         assert metrics[key] == result[key] == value, key
     assert {"body AP", "foot AP", "face AP", "lefthand AP", "righthand AP"} <= set(metrics)
+    assert metrics["protocol"].endswith("COCO-WholeBody scoring as xtcocotools (per part, its own sigmas)")
 
 
 @pytest.mark.parametrize("path,dataset,k", [

@@ -26,7 +26,7 @@ from ..errors import ConfigError
 from ..evaluation.coco_keypoints import BACKENDS, CocoKeypointEvaluator, describe_protocol, format_results_table
 from ..evaluation.mpii import PCKH_PROTOCOL, MpiiGroundTruthError, MpiiPCKhEvaluator, load_gt_mat
 from ..evaluation.pck import accuracy
-from ..evaluation.public_sets import PUBLIC_EVALUATORS, AP10KEvaluator
+from ..evaluation.public_sets import PUBLIC_EVALUATORS, PUBLIC_PROTOCOLS, AP10KEvaluator
 from ..fileio import write_json_atomic
 from ..models.inference import autocast_context, heatmaps_with_flip, model_runner
 from .checkpoint import unwrap_model
@@ -134,7 +134,8 @@ class Validator:
         if isinstance(base, MpiiKeypoints):
             self.evaluator, self.protocol, self.protocol_fields = mpii_evaluation(cfg, codec, base)
         else:
-            self.protocol, self.protocol_fields = describe_run_protocol(cfg, codec, self.use_gt_bbox, bbox_file)
+            self.protocol, self.protocol_fields = describe_run_protocol(
+                cfg, codec, self.use_gt_bbox, bbox_file, metric=PUBLIC_PROTOCOLS.get(str(cfg.DATASET.DATASET).lower()))
             self.evaluator = build_evaluator(cfg, base.coco, self.keypoint_set, self.use_gt_bbox, base)
         self.perf_name = getattr(self.evaluator, "perf_name", "AP")
 

@@ -253,3 +253,10 @@ def _coco_rows(kept: Dict[str, np.ndarray], categories: Optional[np.ndarray]) ->
 
 PUBLIC_EVALUATORS = {"coco_wholebody": CocoWholeBodyEvaluator, "crowdpose": CrowdPoseEvaluator,
                      "ap10k": AP10KEvaluator}
+# the end of the protocol line each reported number carries (TEST.COCO_EVAL_BACKEND does not apply to these: they
+# always run on the vectorised COCOeval, which equals pycocotools bit for bit)
+PUBLIC_PROTOCOLS = {
+    "coco_wholebody": "COCO-WholeBody scoring as xtcocotools (per part, its own sigmas)",
+    "crowdpose": "CrowdPose scoring as crowdposetools (area 0.53 x box, crowd levels at 0.2 / 0.8)",
+    "ap10k": "AP-10K scoring (COCOeval over species, then family means)",
+}
