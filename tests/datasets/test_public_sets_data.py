@@ -199,3 +199,21 @@ def test_test_py_scores_crowdpose_and_ap10k_their_way(tmp_path, name, k, ann, ke
     assert set(keys) <= set(result)
     if name == "ap10k":  # each result carries its box's species
         assert sorted({r["category_id"] for r in rows}) == sorted({a["category_id"] for a in gt["annotations"]})
+
+
+def test_vis_dataset_draws_coco_wholebody_files(tmp_path):
+    import cv2
+
+    from hrnet_pose.datasets.vis_dataset import visualize_coco_dataset
+
+    data = _load("coco_wholebody_mini.json")
+    first = min(a["image_id"] for a in data["annotations"] if a["lefthand_valid"])
+    (written,) = visualize_coco_dataset(os.path.join(HERE, "coco_wholebody_mini.json"), IMAGES, str(tmp_path),
+                                        image_ids=[first], kpt_thr=0.0)
+    image = next(i for i in data["images"] if i["id"] == first)
+    before = cv2.imread(os.path.join(IMAGES, image["file_name"])).astype(int)
+    after = cv2.imread(written).astype(int)
+    # the five keypoint fields are drawn as one 133-keypoint set: a hand point is painted
+    hand = next(a for a in data["annotations"] if a["image_id"] == first and a["lefthand_valid"])
+    x, y = (int(round(v)) for v in hand["lefthand_kpts"][:2])
+    assert np.abs(after[y - 1:y + 2, x - 1:x + 2] - before[y - 1:y + 2, x - 1:x + 2]).max() > 40
