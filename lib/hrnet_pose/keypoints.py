@@ -5,7 +5,11 @@ Two sets are built in: COCO-17 (the numbers are those of the COCO keypoint task 
 `lib/dataset/mpii.py`). Other sets are defined in a yaml file with the keys ``name``, ``keypoints`` (list of names),
 ``flip_pairs`` (list of [i, j] or of [name, name]), ``sigmas`` (one per keypoint), ``skeleton`` (list of [i, j] or
 [name, name], 0-based), optional ``upper_body`` (ids or names; the rest are lower body), ``colors`` (one [r, g, b] per
-keypoint) and ``joints_weight`` (one per keypoint).
+keypoint), ``joints_weight`` (one per keypoint) and ``draw_small`` (ids or names drawn with smaller dots and thinner
+lines, e.g. face and hands).
+
+Built-in sets shipped as such yaml files in `hrnet_pose/keypoint_sets/` (`PACKAGED_SETS`): 'coco_wholebody' (133),
+'crowdpose' (14) and 'ap10k' (17 animal keypoints); 'ochuman' is COCO-17.
 """
 
 import os
@@ -42,6 +46,7 @@ class KeypointSet:
     upper_body_ids: Tuple[int, ...]
     colors: Tuple[Tuple[int, int, int], ...] = field(default=())
     joints_weight: Optional[np.ndarray] = None
+    small_ids: Tuple[int, ...] = ()  # drawn small (face and hands of the whole-body set)
 
     @property
     def num_keypoints(self) -> int:
@@ -143,7 +148,22 @@ MPII_MAT_NAMES = ("rank", "rkne", "rhip", "lhip", "lkne", "lank", "pelv", "thor"
 MPII16 = KeypointSet(name="mpii", names=MPII_NAMES, flip_pairs=MPII_FLIP_PAIRS, sigmas=MPII_SIGMAS,
                      skeleton=MPII_SKELETON, upper_body_ids=MPII_UPPER_BODY_IDS, colors=side_colors(MPII_NAMES))
 
-BUILTIN_SETS = {"coco": COCO17, "coco17": COCO17, "mpii": MPII16, "mpii16": MPII16}
+BUILTIN_SETS = {"coco": COCO17, "coco17": COCO17, "mpii": MPII16, "mpii16": MPII16, "ochuman": COCO17}
+
+# Sets defined by a yaml file in the package (keypoint_sets/<name>.yaml), loaded on first use.
+PACKAGED_SETS = ("coco_wholebody", "crowdpose", "ap10k")
+PACKAGED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "keypoint_sets")
+_PACKAGED_CACHE: dict = {}
+
+
+def packaged_set_path(name: str) -> str:
+    """The yaml file of the built-in set `name` (one of `PACKAGED_SETS`): a real example of the format."""
+    return os.path.join(PACKAGED_DIR, f"{name}.yaml")
+
+
+def builtin_set_names() -> Tuple[str, ...]:
+    """Every name `get_keypoint_set` knows without a file."""
+    return tuple(BUILTIN_SETS) + PACKAGED_SETS
 
 
 def _resolve_ids(items: Sequence, names: Sequence[str], key: str, path: str) -> List:
@@ -195,6 +215,7 @@ def load_keypoint_set(path: str) -> KeypointSet:
         colors = side_colors(names)  # left/right from the names, as for the built-in sets
     elif len(colors) != k or any(len(c) != 3 for c in colors):
         raise KeypointSetError(f"{path}: 'colors' must be {k} [r, g, b] triples")
+    small = _resolve_ids(spec.get("draw_small", []), names, "draw_small", path)
     joints_weight = spec.get("joints_weight")
     if joints_weight is not None:
         joints_weight = np.asarray(joints_weight, dtype=np.float32)
@@ -209,19 +230,24 @@ def load_keypoint_set(path: str) -> KeypointSet:
         upper_body_ids=tuple(upper),
         colors=tuple(tuple(int(v) for v in c) for c in colors),
         joints_weight=joints_weight,
+        small_ids=tuple(small),
     )
 
 
 def get_keypoint_set(spec: Union[str, KeypointSet, None] = None) -> KeypointSet:
-    """`None`, `''` or `'coco'` give COCO-17, `'mpii'` MPII-16; a path to a yaml file gives that set; a KeypointSet
-    passes through."""
+    """`None`, `''` or `'coco'` give COCO-17, `'mpii'` MPII-16, `'ochuman'` COCO-17, `'coco_wholebody'`,
+    `'crowdpose'`, `'ap10k'` their packaged sets; a path to a yaml file gives that set; a KeypointSet passes through."""
     if isinstance(spec, KeypointSet):
         return spec
     if spec in (None, ""):
         return COCO17
     if isinstance(spec, str) and spec in BUILTIN_SETS:
         return BUILTIN_SETS[spec]
+    if isinstance(spec, str) and spec in PACKAGED_SETS:
+        if spec not in _PACKAGED_CACHE:
+            _PACKAGED_CACHE[spec] = load_keypoint_set(packaged_set_path(spec))
+        return _PACKAGED_CACHE[spec]
     if isinstance(spec, str) and spec.endswith((".yaml", ".yml")):
         return load_keypoint_set(spec)
-    raise KeypointSetError(f"unknown keypoint set {spec!r}: use 'coco', 'mpii' or a path to a .yaml keypoint-set "
-                           "file")
+    raise KeypointSetError(f"unknown keypoint set {spec!r}: use one of {list(builtin_set_names())} or a path to a "
+                           ".yaml keypoint-set file")

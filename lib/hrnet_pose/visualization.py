@@ -120,15 +120,19 @@ def _draw_skeletons(out: np.ndarray, kpts: np.ndarray, visible: np.ndarray, keyp
     ends = np.stack([whole[:, skeleton[:, 0]], whole[:, skeleton[:, 1]]], axis=2) if len(skeleton) else None
     color_list = [tuple(c) for c in colors.tolist()]
     limb_color_list = [tuple(c) for c in limb_colors.tolist()]
-    r_fixed = radius * _ONE
+    # the set's small keypoints (face, hands) get half-size dots, and limbs between two of them half-width lines
+    small = np.zeros(keypoint_set.num_keypoints, bool)
+    small[list(keypoint_set.small_ids)] = True
+    radii = np.where(small, max(1, radius // 2), radius) * _ONE
+    widths = np.where(small[skeleton[:, 0]] & small[skeleton[:, 1]], max(1, thickness // 2), thickness).tolist()
     for i in range(len(kpts)):
         if ends is not None:
             for li in np.flatnonzero(limb_visible[i]).tolist():
                 (x0, y0), (x1, y1) = ends[i, li].tolist()
-                cv2.line(out, (x0, y0), (x1, y1), limb_color_list[li], thickness, cv2.LINE_AA)
+                cv2.line(out, (x0, y0), (x1, y1), limb_color_list[li], widths[li], cv2.LINE_AA)
         for j in np.flatnonzero(visible[i]).tolist():
             x, y = pts[i, j].tolist()
-            cv2.circle(out, (x, y), r_fixed, color_list[j], -1, cv2.LINE_AA, _SHIFT)
+            cv2.circle(out, (x, y), int(radii[j]), color_list[j], -1, cv2.LINE_AA, _SHIFT)
 
 
 def _draw_boxes_and_labels(out: np.ndarray, kpts: np.ndarray, visible: np.ndarray, extras: Mapping[str, np.ndarray],

@@ -145,7 +145,7 @@ def test_build_dataset_generates_synthetic_on_first_use(tmp_path):
     assert val.bbox_file.endswith(DETECTION_FILE) and not val.is_train
     inp, target, weight, meta = next(iter(build_dataloader(cfg, train, "train")))
     assert inp.shape == (2, 3, 256, 192) and target.shape == (2, 17, 64, 48) and meta["num_skipped"] == 0
-    cfg.DATASET.DATASET = "crowdpose"
+    cfg.DATASET.DATASET = "halpe"  # crowdpose is built in now (datasets.public_sets)
     with pytest.raises(ValueError, match="coco"):
         build_dataset(cfg, "val")
 

@@ -75,6 +75,7 @@ class ZooEntry:
     note: str = ""
     dataset: str = "coco"
     reported_mean_at_01: Optional[float] = None
+    reported_parts: Tuple[Tuple[str, float], ...] = ()  # COCO-WholeBody: (part, AP x100) beside the whole-body AP
 
     def opt(self, key: str) -> Optional[str]:
         """The value `opts` gives `key`, or None."""
@@ -93,7 +94,7 @@ class ZooEntry:
         decoder = self.opt("CODEC.DECODER")
         if self.opt("CODEC.UDP") == "True":
             return {"dark": "udp+dark", "dark_udp_mmpose": "udp+dark (MMPose 1.x)"}.get(decoder, "udp")
-        return "dark" if decoder == "dark" else "default"
+        return {"dark": "dark", "mmpose": "default (MMPose 1.x)"}.get(decoder, "default")
 
 
 _WIDTHS = {
@@ -181,6 +182,35 @@ def _litehrnet(depth: int, size: str, filename: str, ap: float) -> ZooEntry:
         source="MMPose 0.x model zoo", reported_ap=ap, ap_source=_MMPOSE_PAGE + "litehrnet_coco.md")
 
 
+_MMPOSE_WB_PAGE = ("https://github.com/open-mmlab/mmpose/blob/main/configs/wholebody_2d_keypoint/topdown_heatmap/"
+                   "coco-wholebody/")
+
+
+def _wholebody(width: int, size: str, variant: str, filename: str, parts: Tuple[float, ...], note: str = "") -> ZooEntry:
+    """MMPose's HRNet on COCO-WholeBody (133 keypoints; MMPose 0.x files, which both MMPose versions distribute).
+    `parts`: body, foot, face, hand, whole-body AP x100 of the MMPose 1.x page (COCO-WholeBody v1.0 val, detector
+    boxes of AP_H 56.4, flip test). MMPose tests them with OKS-NMS at 0.9 (its CocoWholeBodyMetric / 0.x oks_thr).
+    The plain ones decode as MMPose 1.x does (CODEC.DECODER mmpose: its quarter-offset border rule), so that their
+    keypoints are MMPose's `inference_topdown`'s (tests/apis/test_zoo_wholebody.py)."""
+    base = _opts(width, size, variant)
+    opts = tuple("133" if i and base[i - 1] == "MODEL.NUM_JOINTS" else
+                 "mmpose" if i and base[i - 1] == "CODEC.DECODER" and v == "default" else v for i, v in enumerate(base))
+    opts += ("DATASET.KEYPOINT_SET", "coco_wholebody", "TEST.OKS_THRE", "0.9")
+    body, foot, face, hand, whole = parts
+    return ZooEntry(
+        name=f"hrnet_w{width}_wholebody_{size}" + ("" if variant == "plain" else f"_{variant}"), opts=opts,
+        url=_MMPOSE_V0 + filename, hash_prefix=filename.rsplit("-", 1)[1].split("_")[0], filename=filename,
+        source="MMPose 0.x model zoo", reported_ap=whole,
+        ap_source=_MMPOSE_WB_PAGE + ("hrnet_coco-wholebody.md" if variant == "plain" else
+                                     "hrnet_dark_coco-wholebody.md"),
+        note=note, dataset="coco_wholebody",
+        reported_parts=(("body", body), ("foot", foot), ("face", face), ("hand", hand)))
+
+
+_WB_W32_NOTE = "the MMPose 0.x page reports whole-body AP 55.3 for the same file (body 70.0, foot 56.7, face 63.7)"
+_WB_DARK_NOTE = ("pre-trained on COCO, then fine-tuned on COCO-WholeBody; MMPose 0.x tested it with blur kernel 17, "
+                 "MMPose 1.x with the default 11 (the entry uses 11)")
+
 _DARK_384_NOTE = ("MMPose 0.x tested it with blur kernel 17 (modulate_kernel), MMPose 1.x with the default 11 (the "
                   "same reported AP); the entry uses 11")
 
@@ -220,6 +250,18 @@ _ENTRIES: List[ZooEntry] = [
     _litehrnet(18, "384x288", "litehrnet18_coco_384x288-8d4dac48_20211230.pth", 67.6),
     _litehrnet(30, "256x192", "litehrnet30_coco_256x192-4176555b_20210626.pth", 67.6),
     _litehrnet(30, "384x288", "litehrnet30_coco_384x288-a3aef5c4_20210626.pth", 70.0),
+    _wholebody(32, "256x192", "plain", "hrnet_w32_coco_wholebody_256x192-853765cd_20200918.pth",
+               (67.8, 54.3, 63.0, 46.7, 53.6), _WB_W32_NOTE),
+    _wholebody(32, "384x288", "plain", "hrnet_w32_coco_wholebody_384x288-78cacac3_20200922.pth",
+               (70.0, 58.5, 72.6, 51.5, 58.6)),
+    _wholebody(48, "256x192", "plain", "hrnet_w48_coco_wholebody_256x192-643e18cb_20200922.pth",
+               (70.1, 67.5, 65.6, 53.5, 57.9)),
+    _wholebody(48, "384x288", "plain", "hrnet_w48_coco_wholebody_384x288-6e061c6a_20200922.pth",
+               (72.2, 69.6, 77.6, 58.7, 63.2)),
+    _wholebody(32, "256x192", "dark", "hrnet_w32_coco_wholebody_256x192_dark-469327ef_20200922.pth",
+               (69.3, 56.4, 73.7, 50.3, 58.2)),
+    _wholebody(48, "384x288", "dark", "hrnet_w48_coco_wholebody_384x288_dark-f5726563_20200918.pth",
+               (74.2, 70.7, 84.1, 60.2, 66.1), _WB_DARK_NOTE),
 ]
 
 ZOO: Dict[str, ZooEntry] = {e.name: e for e in _ENTRIES}
@@ -339,6 +381,18 @@ def _markdown_rows(dataset: str, score_columns: str, manual_place: str) -> List[
 def markdown_table() -> str:
     """The README's 'Pretrained models' table, generated from `ZOO`."""
     return "\n".join(_markdown_rows("coco", "COCO val2017 AP (det. boxes)", OFFICIAL_DRIVE.split(" or ")[0]))
+
+
+def markdown_table_wholebody() -> str:
+    """The README's COCO-WholeBody table, generated from `ZOO`: whole-body AP, then body / foot / face / hand AP."""
+    rows = ["| name | input (h x w) | decoder | whole-body AP | body | foot | face | hand | source | download |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for e in (e for e in _ENTRIES if e.dataset == "coco_wholebody"):
+        w, h = e.input_size
+        parts = " | ".join(f"{v:.1f}" for _, v in e.reported_parts)
+        rows.append(f"| `{e.name}` | {h}x{w} | {e.decoder} | [{e.reported_ap:.1f}]({e.ap_source}) | {parts} | "
+                    f"{e.source} | [{e.filename}]({e.url}) |")
+    return "\n".join(rows)
 
 
 def markdown_table_mpii() -> str:

@@ -16,6 +16,10 @@ own warp, `geometry.get_warp_matrix_udp`):
 - `dark` (DarkPose): `codecs.dark.dark_refine`; `dark_udp` (the UDP authors' DARK): `codecs.dark.dark_udp_refine`;
   `dark_udp_mmpose` (MMPose 1.x's `UDPHeatmap.decode`, zero-border blur rescaled to each map's maximum):
   `codecs.dark.dark_udp_mmpose_refine`;
+- `quarter_offset_mmpose` (CODEC.DECODER 'mmpose': MMPose 1.x's `MSRAHeatmap.decode`, `refine_keypoints`): the same
+  +-0.25 step with MMPose's border rule, per axis (x moves when `1 < x < W-1`, y when `1 < y < H-1`; the official
+  rule moves neither unless both hold), and a map whose maximum is not positive gives the location (-1, -1) (the
+  official decoder: (0, 0)). What MMPose-trained checkpoints (the COCO-WholeBody zoo entries) are reported with;
 - `none`: the argmax alone.
 Under UDP the quarter offset is never added (the UDP authors do not; their coordinates are unbiased already), so
 `decoder="default"` is the argmax and `decoder="dark"` is their DARK form. (In their HRNet-based release
@@ -44,7 +48,7 @@ from .dark import dark_refine, dark_udp_mmpose_refine, dark_udp_refine
 
 logger = logging.getLogger(__name__)
 
-DECODERS = ("default", "dark", "dark_udp_mmpose")
+DECODERS = ("default", "dark", "dark_udp_mmpose", "mmpose")
 
 # machine names (metrics.json) -> the words of the protocol line
 REFINEMENT_TEXT = {
@@ -54,6 +58,7 @@ REFINEMENT_TEXT = {
     "dark_udp": "DARK-UDP, UDP authors' form (argmax + Taylor step in UDP coordinates; mirrored-border blur)",
     "dark_udp_mmpose": "DARK-UDP, MMPose 1.x form (argmax + Taylor step in UDP coordinates; zero-border blur "
                        "rescaled to each map's maximum)",
+    "quarter_offset_mmpose": "argmax + quarter offset, MMPose 1.x form (border rule per axis)",
 }
 FLIP_ALIGNMENT_TEXT = {
     "shift": "shifted 1 heatmap px right (SHIFT_HEATMAP)",
@@ -117,6 +122,23 @@ def quarter_offset(heatmaps: np.ndarray, coords: np.ndarray) -> np.ndarray:
     return out
 
 
+def quarter_offset_mmpose(heatmaps: np.ndarray, coords: np.ndarray, maxvals: np.ndarray) -> np.ndarray:
+    """MMPose 1.x's `refine_keypoints` after its `get_heatmap_maximum`: maps whose maximum is not positive sit at
+    (-1, -1); x moves 0.25 px towards the higher neighbour when `1 < x < W-1 and 0 < y`, y when `1 < y < H-1 and
+    0 < x`, each on its own (the sign of the difference; a tie gives no shift). Returns float32 coords."""
+    n, k, h, w = heatmaps.shape
+    out = np.where(maxvals > 0.0, coords, -1.0).astype(np.float32)
+    px, py = out[..., 0].astype(np.int64), out[..., 1].astype(np.int64)
+    cx, cy = np.clip(px, 1, w - 2), np.clip(py, 1, h - 2)
+    ni, ki = np.meshgrid(np.arange(n), np.arange(k), indexing="ij")
+    dx = np.where((px > 1) & (px < w - 1) & (py > 0), heatmaps[ni, ki, np.clip(py, 0, h - 1), cx + 1]
+                  - heatmaps[ni, ki, np.clip(py, 0, h - 1), cx - 1], 0.0)
+    dy = np.where((py > 1) & (py < h - 1) & (px > 0), heatmaps[ni, ki, cy + 1, np.clip(px, 0, w - 1)]
+                  - heatmaps[ni, ki, cy - 1, np.clip(px, 0, w - 1)], 0.0)
+    out += (np.stack([np.sign(dx), np.sign(dy)], axis=-1) * 0.25).astype(np.float32)
+    return out
+
+
 class HeatmapCodec:
     """Encode joints into gaussian heatmaps and decode heatmaps back to image keypoints (see module docstring).
 
@@ -149,6 +171,9 @@ class HeatmapCodec:
             raise ValueError(f"dark_blur_kernel must be a positive odd integer, got {dark_blur_kernel}")
         if use_different_joints_weight and joints_weight is None:
             raise ValueError("use_different_joints_weight=True needs joints_weight (one weight per keypoint)")
+        if decoder == "mmpose" and use_udp:
+            raise ConfigError("decoder 'mmpose' (CODEC.DECODER) is MMPose 1.x's MSRAHeatmap decoding, without UDP; "
+                             "with CODEC.UDP use 'dark_udp_mmpose'")
         if decoder == "dark_udp_mmpose" and not use_udp:
             raise ConfigError("decoder 'dark_udp_mmpose' (CODEC.DECODER) is MMPose 1.x's UDP refinement and needs "
                              "use_udp (CODEC.UDP True); without UDP use 'dark'")
@@ -191,6 +216,8 @@ class HeatmapCodec:
         (REFINEMENT_TEXT)."""
         if self.decoder == "dark_udp_mmpose":
             return "dark_udp_mmpose"
+        if self.decoder == "mmpose":
+            return "quarter_offset_mmpose"
         if self.decoder == "dark":
             return "dark_udp" if self.use_udp else "dark"
         return "quarter_offset" if (self.post_process and not self.use_udp) else "none"
@@ -295,6 +322,8 @@ class HeatmapCodec:
             coords *= (maxvals > 0.0).astype(np.float32)
         elif refinement == "quarter_offset":
             coords = quarter_offset(hm, coords)
+        elif refinement == "quarter_offset_mmpose":
+            coords = quarter_offset_mmpose(hm, coords, maxvals)
         return self.to_image(coords, center, scale, hm.shape[-2:]), maxvals
 
     def heatmap_to_image_matrices(self, center: np.ndarray, scale: np.ndarray,

@@ -13,7 +13,7 @@ from ..errors import ConfigError
 from .defaults import default, get_cfg
 
 __all__ = ["CN", "ConfigError", "default", "get_cfg", "check_config", "load_config", "merge_opts", "update_config",
-           "add_official_args", "apply_dataset_defaults", "MPII_DATASETS"]
+           "add_official_args", "apply_dataset_defaults", "MPII_DATASETS", "PUBLIC_SET_DATASETS"]
 
 FUSE_METHODS = ("SUM",)  # the only fusion HRNet builds (the official code reads FUSE_METHOD and always sums)
 DATA_FORMATS = ("jpg", "jpeg", "png")  # images are read as files by the annotation's file_name
@@ -84,6 +84,8 @@ def check_config(cfg: CN) -> None:
 
 
 MPII_DATASETS = ("mpii", "synthetic_mpii")  # DATASET.DATASET values in the MPII format (16 joints, PCKh)
+# DATASET.DATASET values of the built-in public keypoint sets (datasets.public_sets), each with its own keypoint set
+PUBLIC_SET_DATASETS = ("coco_wholebody", "crowdpose", "ap10k", "ochuman")
 
 
 def _sets_dataset(path: Optional[str], opts: Sequence[str]) -> bool:
@@ -104,6 +106,8 @@ def apply_dataset_defaults(cfg: CN, dataset_given: bool = True) -> None:
     names its dataset (`dataset_given`): configs that leave DATASET.DATASET at its default keep COCO-17."""
     if dataset_given and not cfg.DATASET.KEYPOINT_SET and str(cfg.DATASET.DATASET).lower() in MPII_DATASETS:
         cfg.DATASET.KEYPOINT_SET = "mpii"
+    if not cfg.DATASET.KEYPOINT_SET and str(cfg.DATASET.DATASET).lower() in PUBLIC_SET_DATASETS:
+        cfg.DATASET.KEYPOINT_SET = str(cfg.DATASET.DATASET).lower()  # the public dataset's own keypoint set
 
 
 def _join_data_dir(cfg: CN) -> None:

@@ -89,6 +89,7 @@ _C.LOSS.USE_DIFFERENT_JOINTS_WEIGHT = False  # scale target weights by the keypo
 _C.DATASET = CN()
 _C.DATASET.ROOT = ""  # dataset folder (official layout: annotations/, images/<set>/)
 _C.DATASET.DATASET = "mpii"  # 'coco', 'mpii', 'synthetic' (COCO format) or 'synthetic_mpii' (MPII format)
+# ... or a public keypoint set: 'coco_wholebody', 'crowdpose', 'ap10k', 'ochuman' (its own layout and evaluation)
 _C.DATASET.TRAIN_SET = "train"  # training split name, e.g. train2017
 _C.DATASET.TEST_SET = "valid"  # evaluation split name, e.g. val2017
 _C.DATASET.DATA_FORMAT = "jpg"  # jpg/jpeg/png: images are read by file name; 'zip' archives are an error
@@ -101,6 +102,7 @@ _C.DATASET.PROB_HALF_BODY = 0.0  # probability of cropping to the upper or lower
 _C.DATASET.NUM_JOINTS_HALF_BODY = 8  # half-body only when more visible joints than this
 _C.DATASET.COLOR_RGB = False  # feed RGB (true) or BGR (false) to the network
 _C.DATASET.KEYPOINT_SET = ""  # '' = the dataset's own (MPII-16 for mpii, else COCO-17), 'coco', 'mpii' or a yaml
+# (built-in names also 'coco_wholebody', 'crowdpose', 'ap10k', 'ochuman': hrnet_pose/keypoint_sets/*.yaml)
 _C.DATASET.SKIP_BAD_IMAGES = True  # training only: skip unreadable images with a warning instead of failing
 _C.DATASET.FAST_DECODE = False  # decode JPEGs at 1/2, 1/4, 1/8 size when the box is that much larger than the input
 _C.DATASET.IMAGE_CACHE_DIR = ""  # folder for decoded images (decode once, memory-map after; H*W*3 bytes per image)
@@ -151,6 +153,7 @@ _C.CODEC.UDP = False  # unbiased data processing (Huang et al. 2020): changes en
 _C.CODEC.DECODER = "default"  # 'default' (argmax + quarter offset when TEST.POST_PROCESS) or 'dark' (Zhang et al. 2020)
 # CODEC.DECODER may also be 'dark_udp_mmpose' with CODEC.UDP: MMPose 1.x's DARK-UDP step (zero-border blur rescaled to
 # each map's maximum) instead of the UDP authors' one that 'dark' gives under UDP (mirrored border, no rescaling)
+# ... or 'mmpose' without UDP: MMPose 1.x's MSRAHeatmap decoding (quarter offset with its per-axis border rule)
 _C.CODEC.DARK_BLUR_KERNEL = 11  # gaussian blur kernel of the DARK decoder (odd)
 _C.CODEC.UNBIASED_ENCODING = False  # DARK targets: gaussian centred on the sub-pixel joint (not with UDP)
 

@@ -24,13 +24,14 @@ from ..errors import ConfigError
 from ..geometry import PIXEL_STD
 from .coco import CocoKeypoints
 from .mpii import MpiiKeypoints
+from .public_sets import PUBLIC_DATASETS, public_dataset_files
 from .synthetic import DETECTION_FILE, generate_synthetic_coco
 from .synthetic_mpii import generate_synthetic_mpii
 from .transforms import AugmentationConfig
 
 logger = logging.getLogger(__name__)
 
-DATASET_NAMES = ("coco", "synthetic") + MPII_DATASETS
+DATASET_NAMES = ("coco", "synthetic") + MPII_DATASETS + tuple(PUBLIC_DATASETS)
 
 
 def augmentation_config(cfg) -> AugmentationConfig:
@@ -146,6 +147,8 @@ def build_dataset(cfg, split: str, codec: Any = None) -> Dataset:
         codec = build_codec(cfg)
     if name in MPII_DATASETS:
         dataset = build_mpii_dataset(cfg, split, codec)
+    elif name in PUBLIC_DATASETS:
+        dataset = build_public_dataset(cfg, split, codec)
     else:
         dataset = build_coco_dataset(cfg, split, codec)
     if split == "train" and cfg.DATASET.SELECT_DATA:
@@ -178,6 +181,22 @@ def build_coco_dataset(cfg, split: str, codec: Any) -> CocoKeypoints:
     return CocoKeypoints(keypoint_set=cfg.DATASET.KEYPOINT_SET, use_gt_bbox=bool(cfg.TEST.USE_GT_BBOX),
                          bbox_file=bbox_file, image_thre=float(cfg.TEST.IMAGE_THRE),
                          image_cache_dir=str(cfg.DATASET.IMAGE_CACHE_DIR), **_sampling_kwargs(cfg, split, codec))
+
+
+def build_public_dataset(cfg, split: str, codec: Any) -> CocoKeypoints:
+    """COCO-WholeBody, CrowdPose, AP-10K or OCHuman (`datasets.public_sets`) from their usual layout under
+    DATASET.ROOT; the keypoint set is the dataset's own unless DATASET.KEYPOINT_SET names another."""
+    name = str(cfg.DATASET.DATASET).lower()
+    if name == "ochuman" and split == "train":
+        raise ConfigError("DATASET.DATASET 'ochuman' has no training split (OCHuman is for evaluation only: val and "
+                          "test); train on COCO and evaluate on OCHuman with tools/test.py")
+    kwargs = _sampling_kwargs(cfg, split, codec)
+    ann_file, image_dir = public_dataset_files(name, kwargs["root"], kwargs["image_set"])
+    dataset_cls = PUBLIC_DATASETS[name][0]
+    return dataset_cls(keypoint_set=cfg.DATASET.KEYPOINT_SET or name, use_gt_bbox=bool(cfg.TEST.USE_GT_BBOX),
+                       bbox_file=cfg.TEST.COCO_BBOX_FILE, image_thre=float(cfg.TEST.IMAGE_THRE),
+                       image_cache_dir=str(cfg.DATASET.IMAGE_CACHE_DIR), ann_file=ann_file, image_dir=image_dir,
+                       **kwargs)
 
 
 def _sampling_kwargs(cfg, split: str, codec: Any) -> dict:

@@ -170,21 +170,32 @@ class CocoKeypoints(torch.utils.data.Dataset):
             "raw_bbox": np.asarray(raw_bbox, dtype=np.float64),
         }
 
+    # Hooks for COCO-format variants (datasets.public_sets): which categories are samples, where an annotation's
+    # keypoints and area come from.
+    def _is_sample_category(self, category_id: Any) -> bool:
+        return category_id == 1
+
+    def _annotation_keypoints(self, ann: Dict[str, Any]) -> List[float]:
+        return ann.get("keypoints") or []
+
+    def _annotation_area(self, ann: Dict[str, Any]) -> float:
+        return ann.get("area", 0)
+
     def _load_gt_db(self) -> List[Dict[str, Any]]:
         k = self.num_joints
         db = []
         for image_id in self.image_ids:
             info = self.coco.imgs[image_id]
             anns = [a for a in self.coco.loadAnns(self.coco.getAnnIds(imgIds=image_id, iscrowd=False))
-                    if a.get("category_id") == 1]
+                    if self._is_sample_category(a.get("category_id"))]
             if not anns:
                 continue
             raw = np.array([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4)
             clean, ok = _clean_gt_boxes(raw, info["width"], info["height"])
-            area = np.array([a.get("area", 0) for a in anns], dtype=np.float64)
+            area = np.array([self._annotation_area(a) for a in anns], dtype=np.float64)
             kpts = np.zeros((len(anns), k * 3), dtype=np.float64)
             for j, a in enumerate(anns):
-                values = a.get("keypoints") or [0] * (k * 3)
+                values = self._annotation_keypoints(a) or [0] * (k * 3)
                 if len(values) != k * 3:
                     raise AnnotationError(f"{self.ann_file}: annotation id {a.get('id')} has {len(values)} keypoint "
                                      f"values, expected {k * 3} for the {k}-keypoint set '{self.keypoint_set.name}'")
@@ -198,9 +209,11 @@ class CocoKeypoints(torch.utils.data.Dataset):
             joints = np.concatenate([kpts[:, :, :2], np.zeros_like(vis)], axis=2)
             joints_vis = np.concatenate([vis, vis, np.zeros_like(vis)], axis=2)
             centers, scales = boxes_to_center_scale(clean[keep], self.aspect_ratio)
+            cats = [a.get("category_id") for a, kept in zip(anns, keep) if kept]
             for j in range(len(kpts)):
                 db.append(self._record(image_id, centers[j], scales[j], joints[j], joints_vis[j], 1.0,
                                        raw[keep][j]))
+                db[-1]["category_id"] = cats[j]
         return db
 
     def _load_detection_db(self) -> List[Dict[str, Any]]:
@@ -216,7 +229,7 @@ class CocoKeypoints(torch.utils.data.Dataset):
             raise ValueError(f"{path}: expected a json list of detections, got {type(entries).__name__}")
         for i, entry in enumerate(entries):
             _check_detection(entry, i, path)
-        kept = [e for e in entries if e["category_id"] == 1 and e["score"] >= self.image_thre]
+        kept = [e for e in entries if self._is_sample_category(e["category_id"]) and e["score"] >= self.image_thre]
         unknown = sorted({e["image_id"] for e in kept if e["image_id"] not in self.coco.imgs})
         if unknown:
             logger.warning("%s: %d detections are for %d image ids not in %s (e.g. %s); they are skipped", path,
@@ -226,8 +239,11 @@ class CocoKeypoints(torch.utils.data.Dataset):
         centers, scales = boxes_to_center_scale(boxes, self.aspect_ratio)
         zeros = np.zeros((self.num_joints, 3), dtype=np.float64)
         ones = np.ones((self.num_joints, 3), dtype=np.float64)
-        return [self._record(e["image_id"], centers[i], scales[i], zeros.copy(), ones.copy(), e["score"], boxes[i])
-                for i, e in enumerate(kept)]
+        db = [self._record(e["image_id"], centers[i], scales[i], zeros.copy(), ones.copy(), e["score"], boxes[i])
+              for i, e in enumerate(kept)]
+        for rec, e in zip(db, kept):
+            rec["category_id"] = e["category_id"]
+        return db
 
     def __len__(self) -> int:
         return len(self.db)

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..keypoints import MPII16, KeypointSet, get_keypoint_set
+from .public_sets import wholebody_keypoints
 from ..visualization import default_sizes, draw_poses
 from .mpii import load_mpii_annotations
 
@@ -148,6 +149,10 @@ def visualize_coco_dataset(
     annotation whose keypoint count does not match the set, or image ids absent from the json.
     """
     data = _load(ann_file)
+    if any("foot_kpts" in a for a in data.get("annotations", [])):
+        # COCO-WholeBody keeps feet, face and hands in fields of their own: one 133-keypoint list per person
+        data = dict(data, annotations=[dict(a, keypoints=wholebody_keypoints(a)) for a in data["annotations"]])
+        keypoint_set = keypoint_set or "coco_wholebody"
     if not os.path.isdir(image_dir):
         raise AnnotationFileError(f"image folder not found: {image_dir}")
     if not keypoint_set and data.get("categories") and data["categories"][0].get("keypoint_set"):

@@ -26,6 +26,7 @@ from ..errors import ConfigError
 from ..evaluation.coco_keypoints import BACKENDS, CocoKeypointEvaluator, describe_protocol, format_results_table
 from ..evaluation.mpii import PCKH_PROTOCOL, MpiiGroundTruthError, MpiiPCKhEvaluator, load_gt_mat
 from ..evaluation.pck import accuracy
+from ..evaluation.public_sets import PUBLIC_EVALUATORS, PUBLIC_PROTOCOLS, AP10KEvaluator
 from ..fileio import write_json_atomic
 from ..models.inference import autocast_context, heatmaps_with_flip, model_runner
 from .checkpoint import unwrap_model
@@ -66,11 +67,20 @@ def describe_run_protocol(cfg: Any, codec: Any, use_gt_bbox: bool, bbox_file: st
     return line, fields
 
 
-def build_evaluator(cfg: Any, coco: Any, keypoint_set: Any, use_gt_bbox: bool) -> CocoKeypointEvaluator:
-    """The evaluator of the validation protocol: TEST.IN_VIS_THRE, OKS_THRE, SOFT_NMS and COCO_EVAL_BACKEND."""
-    return CocoKeypointEvaluator(
-        coco, keypoint_set=keypoint_set, use_gt_bbox=use_gt_bbox, in_vis_thre=float(cfg.TEST.IN_VIS_THRE),
-        oks_thre=float(cfg.TEST.OKS_THRE), soft_nms=bool(cfg.TEST.SOFT_NMS), backend=str(cfg.TEST.COCO_EVAL_BACKEND))
+def build_evaluator(cfg: Any, coco: Any, keypoint_set: Any, use_gt_bbox: bool,
+                    dataset: Any = None) -> CocoKeypointEvaluator:
+    """The evaluator of the validation protocol: TEST.IN_VIS_THRE, OKS_THRE, SOFT_NMS and COCO_EVAL_BACKEND; the
+    public sets' own scoring for DATASET.DATASET coco_wholebody, crowdpose and ap10k (`evaluation.public_sets`;
+    AP-10K reads each sample's species from `dataset.db`)."""
+    kwargs = dict(keypoint_set=keypoint_set, use_gt_bbox=use_gt_bbox, in_vis_thre=float(cfg.TEST.IN_VIS_THRE),
+                  oks_thre=float(cfg.TEST.OKS_THRE), soft_nms=bool(cfg.TEST.SOFT_NMS),
+                  backend=str(cfg.TEST.COCO_EVAL_BACKEND))
+    name = str(cfg.DATASET.DATASET).lower()
+    if name == "ap10k" and dataset is not None:
+        return AP10KEvaluator(coco, sample_categories=[r.get("category_id", 1) for r in dataset.db], **kwargs)
+    if name in PUBLIC_EVALUATORS and name != "ap10k":
+        return PUBLIC_EVALUATORS[name](coco, **kwargs)
+    return CocoKeypointEvaluator(coco, **kwargs)
 
 
 def mpii_evaluation(cfg: Any, codec: Any, dataset: MpiiKeypoints) -> Tuple[MpiiPCKhEvaluator, str, Dict[str, Any]]:
@@ -124,8 +134,9 @@ class Validator:
         if isinstance(base, MpiiKeypoints):
             self.evaluator, self.protocol, self.protocol_fields = mpii_evaluation(cfg, codec, base)
         else:
-            self.protocol, self.protocol_fields = describe_run_protocol(cfg, codec, self.use_gt_bbox, bbox_file)
-            self.evaluator = build_evaluator(cfg, base.coco, self.keypoint_set, self.use_gt_bbox)
+            self.protocol, self.protocol_fields = describe_run_protocol(
+                cfg, codec, self.use_gt_bbox, bbox_file, metric=PUBLIC_PROTOCOLS.get(str(cfg.DATASET.DATASET).lower()))
+            self.evaluator = build_evaluator(cfg, base.coco, self.keypoint_set, self.use_gt_bbox, base)
         self.perf_name = getattr(self.evaluator, "perf_name", "AP")
 
     @torch.no_grad()

@@ -254,7 +254,7 @@ class CocoKeypointEvaluator:
         else:
             keep = oks_nms_grouped(kpts, scores, areas, image_ids, self.oks_thre, sigmas=sigmas)
         return {"image_ids": image_ids[keep], "keypoints": kpts[keep], "scores": scores[keep],
-                "centers": st["centers"][keep], "scales": st["scales"][keep]}
+                "centers": st["centers"][keep], "scales": st["scales"][keep], "sample_ids": st["sample_ids"][keep]}
 
     def evaluate(self, output_dir: Optional[str] = None, name: str = "val2017") -> "OrderedDict[str, float]":
         """Rescore, NMS, write the results json (when `output_dir`), run COCOeval; returns the 10 stats."""

@@ -301,7 +301,13 @@ def _summarize(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
                      one(0), one(0, .5), one(0, .75), one(0, area="medium"), one(0, area="large")], np.float64)
 
 
-def evaluate_keypoints(
+def keypoint_extent_area(keypoints: np.ndarray) -> np.ndarray:
+    """`loadRes`'s area of a result: the extent of its keypoints [N, K, 2+] -> [N]."""
+    x, y = keypoints[:, :, 0], keypoints[:, :, 1]
+    return (x.max(axis=1) - x.min(axis=1)) * (y.max(axis=1) - y.min(axis=1))
+
+
+def accumulate_keypoints(
     gt: KeypointGroundTruth,
     image_ids: np.ndarray,
     keypoints: np.ndarray,
@@ -309,10 +315,15 @@ def evaluate_keypoints(
     sigmas: np.ndarray,
     img_ids: Optional[Sequence[int]] = None,
     category_id: int = 1,
-) -> np.ndarray:
-    """The 10 keypoint stats of pycocotools' COCOeval for results (image_ids [N], keypoints [N,K,3], scores [N]).
+    det_category_ids: Optional[np.ndarray] = None,
+    det_area: Optional[np.ndarray] = None,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """COCOeval's `evaluate()` + `accumulate()` -> precision [T,R,K,A,1] and recall [T,K,A,1] over the gt's
+    categories (K, sorted ids; -1 where a category has no regular gt).
 
-    `img_ids` restricts the evaluation to those images (COCOeval `params.imgIds`); default: all gt images.
+    Detections are all of `category_id`, or each of `det_category_ids` [N] when given (several categories, as
+    AP-10K's animals). `img_ids` restricts the evaluation to those images (COCOeval `params.imgIds`). `det_area` [N]
+    replaces `loadRes`'s area of the keypoints' extent (COCO-WholeBody parts take it from the body keypoints).
     """
     image_ids = np.asarray(image_ids, np.int64).reshape(-1)
     kpts = np.asarray(keypoints, np.float64)
@@ -330,21 +341,46 @@ def evaluate_keypoints(
                          "results must be for images of the annotation file")
     if gt.num_keypoints not in (0, len(sigmas)):
         raise ValueError(f"the ground truth has {gt.num_keypoints} keypoints per person, the sigmas {len(sigmas)}")
+    det_cats = (np.full(n, category_id, np.int64) if det_category_ids is None
+                else np.asarray(det_category_ids, np.int64).reshape(n))
     eval_imgs = gt.all_image_ids if img_ids is None else np.unique(np.asarray(img_ids, np.int64))
-    # loadRes: area of the keypoints' extent
-    x, y = kpts[:, :, 0], kpts[:, :, 1]
-    det_area = (x.max(axis=1) - x.min(axis=1)) * (y.max(axis=1) - y.min(axis=1))
+    if det_area is None:
+        det_area = keypoint_extent_area(kpts)
+    det_area = np.asarray(det_area, np.float64).reshape(n)
     cat_ids = gt.cat_ids
     precision = -np.ones((len(IOU_THRS), len(REC_THRS), len(cat_ids), len(AREA_RNG), 1))
     recall = -np.ones((len(IOU_THRS), len(cat_ids), len(AREA_RNG), 1))
+    if len(eval_imgs) == 0:
+        return precision, recall
     g_pos = np.searchsorted(eval_imgs, gt.image_ids)
     g_in = (g_pos < len(eval_imgs)) & (eval_imgs[np.minimum(g_pos, len(eval_imgs) - 1)] == gt.image_ids)
     d_pos = np.searchsorted(eval_imgs, image_ids)
     d_in = (d_pos < len(eval_imgs)) & (eval_imgs[np.minimum(d_pos, len(eval_imgs) - 1)] == image_ids)
     for c, cat in enumerate(cat_ids):
         gsel = np.flatnonzero(g_in & (gt.category_ids == cat))
-        dsel = np.flatnonzero(d_in) if cat == category_id else np.zeros(0, np.int64)
+        dsel = np.flatnonzero(d_in & (det_cats == cat))
         p, r = _evaluate_category(gt, gsel, g_pos[gsel], d_pos[dsel], kpts[dsel], scores[dsel], det_area[dsel],
                                   sigmas, len(eval_imgs))
         precision[:, :, c, :, 0], recall[:, c, :, 0] = p, r
+    return precision, recall
+
+
+def evaluate_keypoints(
+    gt: KeypointGroundTruth,
+    image_ids: np.ndarray,
+    keypoints: np.ndarray,
+    scores: np.ndarray,
+    sigmas: np.ndarray,
+    img_ids: Optional[Sequence[int]] = None,
+    category_id: int = 1,
+) -> np.ndarray:
+    """The 10 keypoint stats of pycocotools' COCOeval for results (image_ids [N], keypoints [N,K,3], scores [N]).
+
+    `img_ids` restricts the evaluation to those images (COCOeval `params.imgIds`); default: all gt images.
+    """
+    return _summarize(*accumulate_keypoints(gt, image_ids, keypoints, scores, sigmas, img_ids, category_id))
+
+
+def summarize_keypoints(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
+    """The 10 stats of `COCOeval.summarize()` for keypoints from `accumulate_keypoints`' precision and recall."""
     return _summarize(precision, recall)
