@@ -6,9 +6,9 @@ setup(
     description="Top-down human pose estimation with HRNet: official-compatible, pip-only, modern training",
     package_dir={"": "lib"},
     packages=find_packages("lib"),
-    package_data={"hrnet_pose": ["keypoint_sets/*.yaml"]},  # the built-in public keypoint sets (keypoints.py)
     python_requires=">=3.9",
-    package_data={"hrnet_pose.serve": ["static/*"]},  # the webcam page ships inside the package (no CDN)
+    # the built-in public keypoint sets (keypoints.py) and the webcam page (no CDN) ship inside the package
+    package_data={"hrnet_pose": ["keypoint_sets/*.yaml"], "hrnet_pose.serve": ["static/*"]},
     entry_points={"console_scripts": ["hrnet-pose-serve=hrnet_pose.serve.cli:console_main"]},
     install_requires=[
         "torch>=2.0,<3",
