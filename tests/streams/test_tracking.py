@@ -257,3 +257,12 @@ def test_boxes_from_poses_are_valid_or_nan():
     assert boxes_from_poses(np.zeros((0, 17, 2)), np.zeros((0, 17))).shape == (0, 4)
     with pytest.raises(ValueError, match=r"\[N,K,2\]"):
         boxes_from_poses(np.zeros((2, 17, 3)), np.zeros((2, 17)))
+
+
+def test_boxes_from_poses_hold_and_max_size():
+    kpts = np.array([[[10.0, 10.0], [90.0, 90.0], [50.0, 50.0]],  # two confident joints far apart
+                     [[10.0, 10.0], [90.0, 90.0], [50.0, 50.0]]])  # one confident joint: the held box
+    scores = np.array([[0.9, 0.9, 0.1], [0.9, 0.1, 0.1]])
+    hold = np.array([[0.0, 0.0, 1.0, 1.0], [20.0, 30.0, 60.0, 90.0]])
+    boxes = boxes_from_poses(kpts, scores, image_size=(200, 200), min_size=4.0, max_size=40.0, hold=hold)
+    np.testing.assert_allclose(boxes, [[30.0, 30.0, 70.0, 70.0], [20.0, 30.0, 60.0, 90.0]])

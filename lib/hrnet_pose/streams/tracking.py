@@ -105,12 +105,16 @@ def boxes_from_poses(
     image_size: Optional[Tuple[int, int]] = None,
     padding: float = 1.25,
     min_size: Union[float, np.ndarray] = 1.0,
+    max_size: Optional[Union[float, np.ndarray]] = None,
+    hold: Optional[np.ndarray] = None,
 ) -> np.ndarray:
     """Boxes [N,4] xyxy (float64) a video loop carries to the next frame: around each person's confident keypoints
     (score >= kpt_thr, finite), or around all its finite keypoints (the keypoint set's extent) when fewer than 2 are
     confident; each side scaled by `padding` about the centre, then grown about the centre to at least `min_size`
     pixels (a number, [N] or [N, 2] as (width, height): the stream passes a share of the person's last detected
-    box), then clipped to `image_size` = (width, height) when given.
+    box) and shrunk to at most `max_size` (same forms; never under `min_size`), then clipped to `image_size` =
+    (width, height) when given. `hold` [N, 4]: boxes kept as they are for persons with fewer than 2 confident
+    keypoints (the stream holds the box the pose was found in, instead of a box around unconfident guesses).
 
     Every finite row is a valid box (finite, x2 > x1, y2 > y1): two confident joints on one row no longer give a box
     of zero height. A NaN row means the pose cannot be carried (no finite keypoint, or the box's centre lies outside
@@ -124,10 +128,8 @@ def boxes_from_poses(
     if not padding > 0:
         raise ValueError(f"boxes_from_poses: padding must be > 0, got {padding}")
     n = kpts.shape[0]
-    floor = np.broadcast_to(np.asarray(min_size, dtype=np.float64).reshape(-1, 1) if np.ndim(min_size) == 1
-                            else np.asarray(min_size, dtype=np.float64), (n, 2))
-    if not (np.isfinite(floor).all() and (floor > 0).all()):
-        raise ValueError(f"boxes_from_poses: min_size must be finite and > 0 pixels, got {min_size}")
+    floor = _sizes(min_size, n, "min_size")
+    ceiling = np.full((n, 2), np.inf) if max_size is None else np.maximum(_sizes(max_size, n, "max_size"), floor)
     finite = np.isfinite(kpts).all(axis=2)
     confident = (scores >= kpt_thr) & finite & np.isfinite(scores)
     use = np.where((confident.sum(axis=1) >= 2)[:, None], confident, finite)
@@ -135,9 +137,14 @@ def boxes_from_poses(
     hi = np.where(use[..., None], kpts, -np.inf).max(axis=1) if n else np.zeros((0, 2))
     with np.errstate(invalid="ignore"):
         centre = (lo + hi) / 2
-        half = np.maximum((hi - lo) / 2 * padding, floor / 2)
+        half = np.minimum(np.maximum((hi - lo) / 2 * padding, floor / 2), ceiling / 2)
         boxes = np.concatenate([centre - half, centre + half], axis=1)
     lost = ~use.any(axis=1)
+    if hold is not None:
+        few = confident.sum(axis=1) < 2
+        boxes[few] = np.asarray(hold, dtype=np.float64).reshape(-1, 4)[few]
+        centre[few] = (boxes[few, :2] + boxes[few, 2:]) / 2
+        lost[few] = ~np.isfinite(boxes[few]).all(axis=1)
     if image_size is not None:
         w, h = image_size
         lost |= ~((centre[:, 0] >= 0) & (centre[:, 0] < w) & (centre[:, 1] >= 0) & (centre[:, 1] < h))
@@ -145,6 +152,15 @@ def boxes_from_poses(
     # a centre inside the image and a side of at least min_size > 0 leave a box of positive area after clipping
     boxes[lost | ~((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))] = np.nan
     return boxes
+
+
+def _sizes(value: Union[float, np.ndarray], n: int, name: str) -> np.ndarray:
+    """A size in pixels as a number, [N] or [N, 2] -> [N, 2] (width, height); ValueError unless finite and > 0."""
+    arr = np.asarray(value, dtype=np.float64)
+    sizes = np.broadcast_to(arr.reshape(-1, 1) if arr.ndim == 1 else arr, (n, 2))
+    if not (np.isfinite(sizes).all() and (sizes > 0).all()):
+        raise ValueError(f"boxes_from_poses: {name} must be finite and > 0 pixels, got {value}")
+    return sizes
 
 
 def oks_matrix(kpts_a: np.ndarray, scores_a: np.ndarray, areas_a: np.ndarray, kpts_b: np.ndarray,
