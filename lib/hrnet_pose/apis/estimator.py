@@ -200,3 +200,12 @@ class PoseEstimator:
             heatmap_to_image=self.codec.heatmap_to_image_matrices(centers, scales) if return_heatmaps else None,
             timings=timings)
 
+    # ------------------------------------------------------------------ streams
+    def stream(self, source: Any, **options: Any) -> Any:
+        """Poses over a video, webcam, URL, folder or `FrameSource`, as an iterator of `PoseResult`s with their
+        `frame`: `for result in estimator.stream("walk.mp4", det_interval=5, track=True): ...`. Reading, detection
+        and the pose network run on their own threads; a live source keeps the newest frame at every stage. Options
+        and details: `pipeline.ResultStream`."""
+        from .pipeline import ResultStream
+
+        return ResultStream(self, source, **options)
