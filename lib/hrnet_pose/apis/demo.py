@@ -225,7 +225,13 @@ class DemoSummary:
         det = f"; detector on {self.detector_calls} frames" if self.detector_calls is not None else ""
         return (f"pipelined: {fps:.1f} FPS end to end; latency capture to drawn frame mean {st.mean_latency_ms:.1f} "
                 f"ms, p95 {st.latency_percentile(95):.1f} ms, max {st.latency_max_ms:.1f} ms; {st.dropped} stale "
-                f"frames dropped, {st.reconnects} reconnects, {st.skipped} undecodable frames skipped{det}")
+                f"frames dropped{_stale(st)}, {st.reconnects} reconnects, {st.skipped} undecodable frames skipped{det}")
+
+
+def _stale(stats: Any) -> str:
+    """' (stale at detect N, pose N, finish N)' for a live stream's stages, '' when none was replaced."""
+    stale = getattr(stats, "stale", {})
+    return f" (stale at {', '.join(f'{k} {v}' for k, v in stale.items())})" if any(stale.values()) else ""
 
 
 def flip_test_setting(requested: Optional[bool], live: bool) -> Tuple[Optional[bool], str]:
