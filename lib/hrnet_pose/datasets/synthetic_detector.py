@@ -2,10 +2,11 @@
 a detector which looks at the pixels (a zoomed region, an occluded figure) without downloading detector weights.
 
 The figures' limbs are drawn in saturated colours (channel spread max - min of 150-255) on a muted background (spread
-under ~70, see `synthetic._background`), so: pixels with a spread over `spread_thr` -> closed with a kernel of
-`join` x the image height to join a figure's limbs (a figure spans about half the frame in the scenes it is used on,
-and about as much of a region zoomed to the frame's size) -> connected components of at least `min_area` pixels -> their bounding boxes,
-padded by `pad` of their size (the head and torso are not saturated). Two figures that touch give one box.
+under ~70, see `synthetic._background`), so: pixels with a spread over `spread_thr` -> closed with a kernel of `join`
+x the image height to join a figure's limbs across its unsaturated torso (a figure spans about half the frame in the
+scenes it is used on, and about as much of a region zoomed to the frame's size) -> connected components of at least
+`min_area` pixels -> their bounding boxes, padded by `pad` of their size (the head and torso are not saturated). Two
+figures that touch give one box.
 
 Contract as every detector: `detector(image BGR uint8 [H, W, 3]) -> (boxes float32 [N, 4] x1, y1, x2, y2,
 scores float32 [N])`, largest first; the score is the share of saturated pixels in the box, in (0, 1].
@@ -20,7 +21,7 @@ import numpy as np
 class SyntheticFigureDetector:
     """Boxes around the saturated limbs of the synthetic figures (see module docstring)."""
 
-    def __init__(self, spread_thr: int = 110, join: float = 0.15, min_area: int = 40, pad: float = 0.15) -> None:
+    def __init__(self, spread_thr: int = 110, join: float = 0.2, min_area: int = 40, pad: float = 0.15) -> None:
         self.spread_thr, self.join, self.min_area, self.pad = int(spread_thr), float(join), int(min_area), pad
 
     def __call__(self, image: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
