@@ -32,14 +32,15 @@ hand the boxes to `process(..., detections=..., scheduled=True)`: the results ar
 """
 
 import threading
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import cv2
 import numpy as np
 
 from ..evaluation.oks_nms import oks_nms
 from ..streams.tracking import PoseTracker, boxes_from_poses, iou_matrix
-from .estimator import ImageInput, PoseEstimator, _timed, as_bgr_image
+from .images import ImageInput, as_bgr_image
+from .images import timed as _timed
 from .result import PoseResult
 
 # The demo's drawing threshold: a pose with most keypoints under it is not worth carrying. Models differ in what they
@@ -60,13 +61,13 @@ SEARCH_IOU_THR = 0.5  # a detection in the region overlapping a carried box this
 
 
 class StreamPoseEstimator:
-    """Wraps a `PoseEstimator` (whose `detector` is used when needed, see the module docstring) for videos and live
+    """Wraps a `PoseEstimator` (`estimator`; whose `detector` is used when needed, see the module docstring) for videos and live
     streams. `max_persons`: keep at most this many persons per frame (1 = single-person tracking, no scheduled
     detection); `min_pose_score`: mean keypoint score under which a pose counts as lost; `detect_on_loss=False`
     drops a lost pose's box without searching its region (the detector then runs on the schedule only, and in
     single-person mode while nobody is tracked)."""
 
-    def __init__(self, estimator: PoseEstimator, det_interval: int = 1, tracker: Optional[PoseTracker] = None,
+    def __init__(self, estimator: Any, det_interval: int = 1, tracker: Optional[PoseTracker] = None,
                  carry_kpt_thr: float = 0.3, carry_nms_thr: float = 0.9, max_carried: int = 100,
                  min_pose_score: float = DEFAULT_MIN_POSE_SCORE, max_persons: Optional[int] = None,
                  detect_on_loss: bool = True) -> None:
