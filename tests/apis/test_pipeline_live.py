@@ -91,9 +91,9 @@ def test_live_source_newest_frame_wins_at_every_stage(clip):
     # boxes with it, and the detector ran only for frames that used them
     assert all(has for _, scheduled, has in stream.calls if scheduled)
     assert stream.detector_calls == sum(has for _, _, has in stream.calls) >= 1
-    # ... and the schedule counts processed frames, not the camera's (det_interval 3; +2 for the predicted position
-    # of the next processed frame, which the pose thread may change while the detect stage looks)
-    assert stream.detector_calls <= len(processed) // 3 + 2
+    # ... and the schedule counts processed frames, not the camera's: det_interval 3, spaced at least 2 apart (the
+    # detect stage predicts the next frame's position while the pose thread may just be taking one)
+    assert stream.detector_calls <= len(processed) // 2 + 1
     assert not any(t.name.startswith("pipeline-") for t in threading.enumerate())
 
 
