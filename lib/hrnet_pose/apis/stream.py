@@ -11,18 +11,18 @@ When the detector runs on the whole frame:
 A person is lost when its pose is unreliable (mean keypoint score under `min_pose_score`: the carried box has slid
 off the person onto background, or the person is hidden) or its box cannot be carried (the box's centre has left
 the frame, or no keypoint is finite). A lost person is not an error and does not bring back the full-frame detector:
-on the next frame off the schedule the detector looks once in the region around its last box (the region, twice the
-box and the frame's shape, zoomed to the frame's size so a detector exported per frame size is reused, and a small
-person gets more pixels); a person not found there is found by the next scheduled detection, and the tracker
-(`max_age`) gives it its old id back.
+when a carried box lost it, on the next frame off the schedule the detector looks once in the region around its last
+box (twice the box, in the frame's shape, zoomed to the frame's size so that a detector exported per frame size is
+reused and a small person gets more pixels); a person not found there, or found by the detector with a pose that
+still fails, waits for the next scheduled detection, and the tracker (`max_age`) gives it its old id back.
 
 The frames in between reuse boxes fitted around the previous frame's confident keypoints (`tracking.boxes_from_poses`),
 which follow a moving person as long as it moves less than the box padding per frame. Every carried box is valid: at
 least half and at most twice the width and height of the person's last detected box (`CARRY_MIN_SHARE`,
 `MIN_CARRY_PX`, `CARRY_MAX_SHARE`), clipped to the frame; two confident joints on one row no longer make a box of zero
-height, and a pose with fewer than two confident joints keeps the box it was found in (held). `check_boxes` stays strict for boxes
-a user gives. Two carried boxes that converge on the same person (crossing people) produce near-identical poses;
-OKS-NMS keeps the better one.
+height, and a pose with fewer than two confident joints keeps the box it was found in (held). `check_boxes` stays
+strict for boxes a user gives. Two carried boxes that converge on the same person (crossing people) produce
+near-identical poses; OKS-NMS keeps the better one.
 
 `StreamPoseEstimator.process(image, timestamp)` -> `PoseResult` with `track_ids` [N] (when tracking; -1 for an
 unreliable pose in a carried box) and smoothed keypoints (when smoothing); `timings["detect"]` is 0 on carried frames.
@@ -61,8 +61,8 @@ SEARCH_IOU_THR = 0.5  # a detection in the region overlapping a carried box this
 
 
 class StreamPoseEstimator:
-    """Wraps a `PoseEstimator` (`estimator`; whose `detector` is used when needed, see the module docstring) for videos and live
-    streams. `max_persons`: keep at most this many persons per frame (1 = single-person tracking, no scheduled
+    """Wraps a `PoseEstimator` (`estimator`, whose `detector` is used when needed, see the module docstring) for videos
+    and live streams. `max_persons`: keep at most this many persons per frame (1 = single-person tracking, no scheduled
     detection); `min_pose_score`: mean keypoint score under which a pose counts as lost; `detect_on_loss=False`
     drops a lost pose's box without searching its region (the detector then runs on the schedule only, and in
     single-person mode while nobody is tracked)."""
@@ -124,8 +124,10 @@ class StreamPoseEstimator:
         """[N] bool: poses good enough to carry on and to update a track."""
         return result.scores.mean(axis=1) >= self.min_pose_score if len(result) else np.zeros(0, bool)
 
-    def _carry(self, result: PoseResult, ref: np.ndarray, image_shape) -> None:
-        """The boxes for the next frame from this frame's poses; the lost persons' boxes for a region search."""
+    def _carry(self, result: PoseResult, ref: np.ndarray, detected: np.ndarray, image_shape) -> None:
+        """The boxes for the next frame from this frame's poses; the boxes of persons a carried box lost, for a
+        region search (a person the detector has just found but whose pose fails is not searched for again there:
+        it waits for the schedule, so a pose that never holds does not bring a detection on every frame)."""
         h, w = image_shape[:2]
         min_size = np.maximum(CARRY_MIN_SHARE * ref, MIN_CARRY_PX)
         boxes = boxes_from_poses(result.keypoints, result.scores, self.carry_kpt_thr, (w, h), min_size=min_size,
@@ -133,7 +135,8 @@ class StreamPoseEstimator:
         # NaN rows (no finite keypoint, or the centre left the frame) and, defensively, anything check_boxes refuses
         ok = np.isfinite(boxes).all(axis=1) & self._reliable(result)
         ok[ok] &= (boxes[ok, 2] > boxes[ok, 0]) & (boxes[ok, 3] > boxes[ok, 1])
-        self._search = result.boxes[~ok].astype(np.float64) if self.detect_on_loss else np.zeros((0, 4))
+        lost = ~ok & ~detected
+        self._search = result.boxes[lost].astype(np.float64) if self.detect_on_loss else np.zeros((0, 4))
         keep = np.flatnonzero(ok)[: self.max_carried]
         self._carried = boxes[keep]
         self._carried_scores = result.box_scores[keep]
@@ -235,7 +238,7 @@ class StreamPoseEstimator:
             result, ref, detected = result.select(keep), ref[keep], detected[keep]
         keep = self._best_kept(result)
         result, ref, detected = result.select(keep), ref[keep], detected[keep]
-        self._carry(result, ref, image.shape)
+        self._carry(result, ref, detected, image.shape)
         if self.tracker is not None:
             self._track(result, float(timestamp), detected)
         return result
