@@ -113,6 +113,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--official-frames", type=int, default=0, help="live mode: frames of the official schedule "
                                                                        "(default: --iters; it runs ~0.1 FPS)")
     parser.add_argument("--det-interval", type=int, default=5, help="live mode: our detection interval")
+    parser.add_argument("--live-schedules", nargs="+", choices=["ours", "official"], default=["ours", "official"],
+                        help="live mode: which schedules to run (the official one takes seconds per frame on a CPU)")
     parser.add_argument("--official-det-model", default="fasterrcnn", help="live mode: the official schedule's "
                                                                            "detector (the official demo's Faster R-CNN)")
     parser.add_argument("--images", type=int, default=2000, help="batch-infer mode: synthetic images for --cfg")
@@ -347,7 +349,7 @@ def _detectors_side_by_side(args) -> int:
 def _live_side_by_side(cfg, args) -> int:
     """--mode live: the whole live pipeline (read, detect, pose, draw, write) against the official demo's schedule on
     a 1280x720 clip file, for --cfg and every --compare config (hrnet_pose.benchmarks.live)."""
-    from hrnet_pose.benchmarks.live import FPS, format_live_table, run_live_benchmark
+    from hrnet_pose.benchmarks.live import FPS, format_live_summary, format_live_table, run_live_benchmark
 
     named = [(os.path.splitext(os.path.basename(args.cfg))[0], cfg)]
     named += [(os.path.splitext(os.path.basename(path))[0], load_config(path, args.opts)) for path in args.compare]
@@ -356,10 +358,11 @@ def _live_side_by_side(cfg, args) -> int:
     rows = run_live_benchmark(named, persons=args.persons, num_frames=args.iters,
                               official_frames=args.official_frames or None, det_model=args.det_model or "auto",
                               det_interval=args.det_interval, device=str(args.device),
-                              official_det_model=args.official_det_model)
+                              official_det_model=args.official_det_model, schedules=args.live_schedules)
     return _report(f"live pipeline, 1280x720 clip at {FPS:g} fps read from a file, random weights (boxes from the clip), "
                    f"flip test off, CPU {_cpu_name() or '?'} ({torch.get_num_threads()} threads), device {args.device}",
-                   format_live_table(rows), rows, args.json)
+                   format_live_table(rows) + "\n\nfile against live (paced):\n" + format_live_summary(rows), rows,
+                   args.json)
 
 
 def _batch_infer_side_by_side(args) -> int:

@@ -169,15 +169,17 @@ def test_single_person_mode_detects_only_at_start_and_after_the_track_is_lost():
     assert all(len(r) == 0 for i, r in enumerate(results) if not present[i] and i > 15)
 
 
-def test_unreliable_pose_triggers_a_detection_between_scheduled_ones():
+def test_unreliable_pose_triggers_one_search_between_scheduled_detections():
     frames, gt, present = _leave_and_return()
     detector = _CountingDetector(frames, gt, present)
     stream = _stream(detector, det_interval=10, min_pose_score=0.5)
-    for i, frame in enumerate(frames):
-        stream.process(frame, i / 25.0)
+    results = [stream.process(frame, i / 25.0) for i, frame in enumerate(frames)]
     calls = [c if isinstance(c, int) else "away" for c in detector.calls]
-    # 0, 10, 20, 30 on the schedule, the frames after the loss, and 25 when the figure is back
-    assert calls[:2] == [0, 10] and calls[-2:] == [25, 30] and calls[2:-2] == ["away"] * 9
+    # 0, 10, 20, 30 on the schedule and one search after the loss on frame 15 (the region around a figure half the
+    # frame's height is the whole frame); the figure, back on 25, is found by the scheduled detection on 30, not by
+    # the detector running on every frame while nobody is carried
+    assert calls == [0, 10, "away", "away", 30] and stream.region_calls == 1
+    assert all(len(r) == 0 for r in results[16:30]) and len(results[30]) == 1
 
 
 def test_a_failing_stage_stops_every_thread_and_raises(video_file):

@@ -32,8 +32,13 @@ def test_live_mode_runs_both_schedules_for_every_model_and_person_count(tmp_path
         assert r["frames"] + r.get("dropped", 0) == (6 if ours else 2)
         assert r.get("dropped", 0) == 0 or r["paced"]
         assert r["backend"] == ("onnxruntime" if ours else "torch") and r["detector"] == "ssdlite"  # auto on a CPU
+        if ours:  # stale frames per stage only when paced; the detector on every 5th processed frame
+            assert set(r["stale"]) == {"detect", "pose", "finish"} and (r["paced"] or not any(r["stale"].values()))
+            assert r["detector_calls"] == -(-r["pose_frames"] // 5) if not r["paced"] else r["detector_calls"] >= 1
         if ours:  # the table's last column is ours over the official schedule for the same model and persons
             ratio = f"{r['fps'] / official[(r['model'], r['persons'])]:.1f} |"
             line = next(x for x in proc.stdout.splitlines() if x.startswith(f"| {r['model']} | {r['persons']} | "
                                                                             f"{r['schedule']} |"))
             assert line.endswith(ratio)
+    summary = proc.stdout.split("file against live (paced):")[1]
+    assert all(f"| {m} | {p} |" in summary for m in ("litehrnet_quickstart", "official_hrnet_tiny_a") for p in (1, 2))

@@ -225,20 +225,44 @@ def test_boxes_from_poses_pads_and_clips():
     np.testing.assert_allclose(clipped, [[5.0, 10.0, 32.0, 64.0]])
 
 
-def test_boxes_from_poses_nan_rows():
+def test_boxes_from_poses_are_valid_or_nan():
     kpts = np.array([
         [[10.0, 10.0], [20.0, 20.0], [30.0, 30.0]],  # fine
-        [[10.0, 10.0], [20.0, 20.0], [30.0, 30.0]],  # one confident keypoint only
-        [[np.nan, 1.0], [np.inf, 2.0], [5.0, 5.0]],  # non-finite keypoints do not count
-        [[7.0, 7.0], [7.0, 7.0], [7.0, 7.0]],  # no extent
+        [[10.0, 10.0], [20.0, 20.0], [30.0, 30.0]],  # one confident keypoint: the extent of all keypoints
+        [[np.nan, 1.0], [np.inf, 2.0], [5.0, 5.0]],  # one finite keypoint: a min_size box around it
+        [[7.0, 7.0], [7.0, 7.0], [7.0, 7.0]],  # no extent: min_size
         [[-90.0, 10.0], [-50.0, 20.0], [-60.0, 30.0]],  # entirely left of the image
-        [[10.0, 10.0], [10.0, 40.0], [0.0, 0.0]],  # a vertical line: kept, zero width
+        [[10.0, 10.0], [10.0, 40.0], [0.0, 0.0]],  # a vertical line: widened to min_size
+        [[284.9, 50.75], [296.92, 50.75], [0.0, 0.0]],  # the flat pose (two joints on one row)
+        [[-30.0, 50.0], [20.0, 60.0], [0.0, 0.0]],  # crossing the left border, centre outside: leaving
+        [[np.nan, np.nan], [np.nan, 1.0], [np.inf, 0.0]],  # no finite keypoint: cannot be carried
     ])
-    scores = np.array([[0.9] * 3, [0.9, 0.1, 0.1], [0.9] * 3, [0.9] * 3, [0.9] * 3, [0.9, 0.9, 0.0]])
-    boxes = boxes_from_poses(kpts, scores, image_size=(100, 100))
-    assert np.isfinite(boxes[0]).all()
-    assert np.isnan(boxes[1:5]).all()
-    np.testing.assert_allclose(boxes[5], [10.0, 6.25, 10.0, 43.75])
+    scores = np.array([[0.9] * 3, [0.9, 0.1, 0.1], [0.9] * 3, [0.9] * 3, [0.9] * 3, [0.9, 0.9, 0.0],
+                       [0.9, 0.9, 0.0], [0.9, 0.9, 0.0], [0.9] * 3])
+    boxes = boxes_from_poses(kpts, scores, image_size=(400, 100), min_size=4.0)
+    np.testing.assert_allclose(boxes[0], [7.5, 7.5, 32.5, 32.5])
+    np.testing.assert_allclose(boxes[1], [7.5, 7.5, 32.5, 32.5])
+    np.testing.assert_allclose(boxes[2], [3.0, 3.0, 7.0, 7.0])
+    np.testing.assert_allclose(boxes[3], [5.0, 5.0, 9.0, 9.0])
+    np.testing.assert_allclose(boxes[5], [8.0, 6.25, 12.0, 43.75])
+    np.testing.assert_allclose(boxes[6], [283.3975, 48.75, 298.4225, 52.75])
+    assert np.isnan(boxes[[4, 7, 8]]).all()
+    finite = np.isfinite(boxes).all(axis=1)
+    assert (boxes[finite, 2] > boxes[finite, 0]).all() and (boxes[finite, 3] > boxes[finite, 1]).all()
+    # per person (width, height) floors, e.g. half of each person's last detected box
+    sized = boxes_from_poses(kpts[[6]], scores[[6]], image_size=(400, 100), min_size=np.array([[40.0, 60.0]]))
+    np.testing.assert_allclose(sized, [[270.91, 20.75, 310.91, 80.75]])
+    with pytest.raises(ValueError, match="min_size"):
+        boxes_from_poses(kpts, scores, min_size=0.0)
     assert boxes_from_poses(np.zeros((0, 17, 2)), np.zeros((0, 17))).shape == (0, 4)
     with pytest.raises(ValueError, match=r"\[N,K,2\]"):
         boxes_from_poses(np.zeros((2, 17, 3)), np.zeros((2, 17)))
+
+
+def test_boxes_from_poses_hold_and_max_size():
+    kpts = np.array([[[10.0, 10.0], [90.0, 90.0], [50.0, 50.0]],  # two confident joints far apart
+                     [[10.0, 10.0], [90.0, 90.0], [50.0, 50.0]]])  # one confident joint: the held box
+    scores = np.array([[0.9, 0.9, 0.1], [0.9, 0.1, 0.1]])
+    hold = np.array([[0.0, 0.0, 1.0, 1.0], [20.0, 30.0, 60.0, 90.0]])
+    boxes = boxes_from_poses(kpts, scores, image_size=(200, 200), min_size=4.0, max_size=40.0, hold=hold)
+    np.testing.assert_allclose(boxes, [[30.0, 30.0, 70.0, 70.0], [20.0, 30.0, 60.0, 90.0]])

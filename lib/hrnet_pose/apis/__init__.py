@@ -18,6 +18,7 @@ _EXPORTS = {  # name -> module relative to this package (only this package and r
     "StreamPoseEstimator": ".stream", "StreamPipeline": ".pipeline", "PoseTracker": "..streams.tracking", "OneEuroFilter": "..streams.tracking",
     "PersonDetector": ".detectors", "build_detector": ".detectors", "open_source": "..streams.sources",
     "TorchBackend": ".backends", "build_backend": ".backends",
+    "ResultStream": ".pipeline",  # what PoseEstimator.stream(source) returns
 }
 
 __all__ = sorted(_EXPORTS)

@@ -187,7 +187,7 @@ class DemoSummary:
         stale = max(0, int(st.dropped) - self.warmup_dropped)
         warmup = f" (and {self.warmup_dropped} while the models started)" if self.warmup_dropped else ""
         return (f"latency capture to drawn frame mean {st.mean_latency_ms:.1f} ms, p95 {st.latency_percentile(95):.1f} "
-                f"ms, max {st.latency_max_ms:.1f} ms; {stale} stale frames dropped{warmup}, {st.reconnects} "
+                f"ms, max {st.latency_max_ms:.1f} ms; {stale} stale frames dropped{_stale(st)}{warmup}, {st.reconnects} "
                 f"reconnects, {st.skipped} undecodable frames skipped{det}")
 
     def raise_for_status(self) -> None:
@@ -197,3 +197,9 @@ class DemoSummary:
             raise self.source_lost
         if self.interrupted:
             raise KeyboardInterrupt
+
+
+def _stale(stats: Any) -> str:
+    """' (stale at detect N, pose N, finish N)' for a live stream's stages, '' when none was replaced."""
+    stale = getattr(stats, "stale", {})
+    return f" (stale at {', '.join(f'{k} {v}' for k, v in stale.items())})" if any(stale.values()) else ""

@@ -12,56 +12,29 @@ dataset reads images (EXIF orientation ignored). Boxes: [N, 4] x1, y1, x2, y2 in
 
 import logging
 import os
-import time
-from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-import cv2
 import numpy as np
 
 from ..codecs.heatmap import HeatmapCodec, build_codec
 from ..config import CN, load_config
-from ..datasets.coco import read_image
 from ..datasets.transforms import crop_person, normalize_crops
 from ..errors import UserError
 from ..geometry import boxes_to_center_scale, invalid_box, xyxy_to_xywh
 from ..keypoints import KeypointSet, get_keypoint_set
 from ..models.inference import heatmaps_with_flip
 from .backends import PoseBackend, build_backend
+from .images import ImageInput, as_bgr_image
+from .images import timed as _timed
 from .result import PoseResult
 
 logger = logging.getLogger(__name__)
 
-ImageInput = Union[np.ndarray, str, os.PathLike]
 Detector = Callable[[np.ndarray], Tuple[np.ndarray, np.ndarray]]
 
 
 class InvalidBoxError(UserError, ValueError):
     """A person box is NaN, infinite, or has zero or negative area."""
-
-
-@contextmanager
-def _timed(timings: Dict[str, float], stage: str) -> Iterator[None]:
-    start = time.perf_counter()
-    yield
-    timings[stage] = timings.get(stage, 0.0) + (time.perf_counter() - start) * 1000.0
-
-
-def as_bgr_image(image: ImageInput) -> np.ndarray:
-    """A path (read like the dataset: EXIF orientation ignored) or an array -> contiguous BGR uint8 [H, W, 3]."""
-    if isinstance(image, (str, os.PathLike)):
-        return read_image(os.fspath(image), color_rgb=False)
-    arr = np.asarray(image)
-    if arr.dtype != np.uint8:
-        raise UserError(f"image must be uint8 (OpenCV BGR), got dtype {arr.dtype}; convert with "
-                        "np.clip(img, 0, 255).astype(np.uint8)")
-    if arr.ndim == 2:
-        return cv2.cvtColor(arr, cv2.COLOR_GRAY2BGR)
-    if arr.ndim == 3 and arr.shape[2] == 4:
-        return cv2.cvtColor(arr, cv2.COLOR_BGRA2BGR)
-    if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise UserError(f"image must be [H, W, 3] BGR (or [H, W] grey, [H, W, 4] BGRA), got shape {arr.shape}")
-    return np.ascontiguousarray(arr)
 
 
 def check_boxes(boxes: Any, scores: Any = None) -> Tuple[np.ndarray, np.ndarray]:
@@ -277,3 +250,13 @@ class PoseEstimator:
                 heatmap_to_image=self.codec.heatmap_to_image_matrices(c, s) if return_heatmaps else None,
                 timings=t))
         return results
+
+    # ------------------------------------------------------------------ streams
+    def stream(self, source: Any, **options: Any) -> Any:
+        """Poses over a video, webcam, URL, folder or `FrameSource`, as an iterator of `PoseResult`s with their
+        `frame`: `for result in estimator.stream("walk.mp4", det_interval=5, track=True): ...`. Reading, detection
+        and the pose network run on their own threads; a live source keeps the newest frame at every stage. Options
+        and details: `pipeline.ResultStream`."""
+        from .pipeline import ResultStream
+
+        return ResultStream(self, source, **options)

@@ -3,7 +3,8 @@
 Shapes (N persons, K keypoints): keypoints [N,K,2] float32 (never zeroed for low confidence: thresholds are a drawing
 or export decision), scores [N,K] float32 (heatmap maxima), boxes [N,4] float32 x1,y1,x2,y2, box_scores [N] float32,
 centers / scales [N,2] float32 (the crop boxes, official convention), track_ids [N] int64 or None, heatmaps
-[N,K,h,w] float32 or None (only when asked for), heatmap_to_image [N,2,3] or None, timings {stage: ms}.
+[N,K,h,w] float32 or None (only when asked for), heatmap_to_image [N,2,3] or None, timings {stage: ms}, frame (the
+source's `Frame` for results of `PoseEstimator.stream`, else None).
 """
 
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ class PoseResult:
     heatmaps: Optional[np.ndarray] = None
     heatmap_to_image: Optional[np.ndarray] = None
     timings: Dict[str, float] = field(default_factory=dict)
+    frame: Any = None  # the `streams.sources.Frame` (index, timestamp, image) when it came from `estimator.stream`
 
     @classmethod
     def empty(cls, keypoint_set: KeypointSet = COCO17, timings: Optional[Dict[str, float]] = None) -> "PoseResult":
@@ -96,4 +98,4 @@ class PoseResult:
 
         return PoseResult(self.keypoints[index], self.scores[index], self.boxes[index], self.box_scores[index],
                           self.centers[index], self.scales[index], self.keypoint_set, pick(self.track_ids),
-                          pick(self.heatmaps), pick(self.heatmap_to_image), dict(self.timings))
+                          pick(self.heatmaps), pick(self.heatmap_to_image), dict(self.timings), self.frame)

@@ -1,7 +1,8 @@
 """Pose tracking for video: stable track ids, boxes carried from poses, One Euro keypoint smoothing (numpy only).
 
 - `boxes_from_poses`: the boxes a video loop feeds to the pose model on frames where the detector does not run
-  (keypoints [N,K,2], scores [N,K] -> boxes [N,4] xyxy, NaN rows for persons too uncertain to carry).
+  (keypoints [N,K,2], scores [N,K] -> boxes [N,4] xyxy, always of a minimum size; NaN rows for persons that cannot
+  be carried).
 - `PoseTracker`: greedy matching of this frame's poses to the live tracks by OKS (COCO object keypoint similarity,
   with the object area taken from the box) or by box IoU; ids start at 0, only increase and are never reused; a track
   unmatched for more than `max_age` frames is dropped. Each pose is compared with where a track would be now at its
@@ -15,7 +16,7 @@ Shapes: keypoints [N,K,2] image pixels, scores [N,K], boxes [N,4] x1y1x2y2, trac
 """
 
 import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -103,12 +104,21 @@ def boxes_from_poses(
     kpt_thr: float = 0.3,
     image_size: Optional[Tuple[int, int]] = None,
     padding: float = 1.25,
+    min_size: Union[float, np.ndarray] = 1.0,
+    max_size: Optional[Union[float, np.ndarray]] = None,
+    hold: Optional[np.ndarray] = None,
 ) -> np.ndarray:
-    """Boxes [N,4] xyxy (float64) around each person's confident keypoints (score >= kpt_thr, finite), each side
-    scaled by `padding` about the centre and clipped to `image_size` = (width, height) when given.
+    """Boxes [N,4] xyxy (float64) a video loop carries to the next frame: around each person's confident keypoints
+    (score >= kpt_thr, finite), or around all its finite keypoints (the keypoint set's extent) when fewer than 2 are
+    confident; each side scaled by `padding` about the centre, then grown about the centre to at least `min_size`
+    pixels (a number, [N] or [N, 2] as (width, height): the stream passes a share of the person's last detected
+    box) and shrunk to at most `max_size` (same forms; never under `min_size`), then clipped to `image_size` =
+    (width, height) when given. `hold` [N, 4]: boxes kept as they are for persons with fewer than 2 confident
+    keypoints (the stream holds the box the pose was found in, instead of a box around unconfident guesses).
 
-    A person with fewer than 2 confident keypoints, or whose box is empty after clipping (the pose left the image),
-    gets a NaN row: the caller drops it and waits for the detector.
+    Every finite row is a valid box (finite, x2 > x1, y2 > y1): two confident joints on one row no longer give a box
+    of zero height. A NaN row means the pose cannot be carried (no finite keypoint, or the box's centre lies outside
+    the image: the person is leaving the frame); the caller counts it as lost.
     """
     kpts = np.asarray(keypoints, dtype=np.float64)
     scores = np.asarray(scores, dtype=np.float64)
@@ -117,23 +127,40 @@ def boxes_from_poses(
                          f"{scores.shape}")
     if not padding > 0:
         raise ValueError(f"boxes_from_poses: padding must be > 0, got {padding}")
-    confident = (scores >= kpt_thr) & np.isfinite(kpts).all(axis=2) & np.isfinite(scores)
-    lo = np.where(confident[..., None], kpts, np.inf).min(axis=1)
-    hi = np.where(confident[..., None], kpts, -np.inf).max(axis=1)
+    n = kpts.shape[0]
+    floor = _sizes(min_size, n, "min_size")
+    ceiling = np.full((n, 2), np.inf) if max_size is None else np.maximum(_sizes(max_size, n, "max_size"), floor)
+    finite = np.isfinite(kpts).all(axis=2)
+    confident = (scores >= kpt_thr) & finite & np.isfinite(scores)
+    use = np.where((confident.sum(axis=1) >= 2)[:, None], confident, finite)
+    lo = np.where(use[..., None], kpts, np.inf).min(axis=1) if n else np.zeros((0, 2))
+    hi = np.where(use[..., None], kpts, -np.inf).max(axis=1) if n else np.zeros((0, 2))
     with np.errstate(invalid="ignore"):
         centre = (lo + hi) / 2
-        half = (hi - lo) / 2 * padding
+        half = np.minimum(np.maximum((hi - lo) / 2 * padding, floor / 2), ceiling / 2)
         boxes = np.concatenate([centre - half, centre + half], axis=1)
-    # a box with no extent at all (points on top of each other) cannot be cropped; a line is fine, the crop
-    # widens it to the model's aspect ratio
-    empty = (confident.sum(axis=1) < 2) | ~((boxes[:, 2] > boxes[:, 0]) | (boxes[:, 3] > boxes[:, 1]))
+    lost = ~use.any(axis=1)
+    if hold is not None:
+        few = confident.sum(axis=1) < 2
+        boxes[few] = np.asarray(hold, dtype=np.float64).reshape(-1, 4)[few]
+        centre[few] = (boxes[few, :2] + boxes[few, 2:]) / 2
+        lost[few] = ~np.isfinite(boxes[few]).all(axis=1)
     if image_size is not None:
         w, h = image_size
-        outside = (boxes[:, 2] <= 0) | (boxes[:, 0] >= w) | (boxes[:, 3] <= 0) | (boxes[:, 1] >= h)
-        empty |= outside
+        lost |= ~((centre[:, 0] >= 0) & (centre[:, 0] < w) & (centre[:, 1] >= 0) & (centre[:, 1] < h))
         boxes = np.clip(boxes, 0.0, np.array([w, h, w, h], dtype=np.float64))
-    boxes[empty] = np.nan
+    # a centre inside the image and a side of at least min_size > 0 leave a box of positive area after clipping
+    boxes[lost | ~((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))] = np.nan
     return boxes
+
+
+def _sizes(value: Union[float, np.ndarray], n: int, name: str) -> np.ndarray:
+    """A size in pixels as a number, [N] or [N, 2] -> [N, 2] (width, height); ValueError unless finite and > 0."""
+    arr = np.asarray(value, dtype=np.float64)
+    sizes = np.broadcast_to(arr.reshape(-1, 1) if arr.ndim == 1 else arr, (n, 2))
+    if not (np.isfinite(sizes).all() and (sizes > 0).all()):
+        raise ValueError(f"boxes_from_poses: {name} must be finite and > 0 pixels, got {value}")
+    return sizes
 
 
 def oks_matrix(kpts_a: np.ndarray, scores_a: np.ndarray, areas_a: np.ndarray, kpts_b: np.ndarray,
