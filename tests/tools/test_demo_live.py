@@ -89,7 +89,7 @@ def test_single_person_mode_survives_a_flat_pose(flat_onnx, video, tmp_path, cap
         x, y, w, h = record["persons"][0]["bbox"]
         assert w > 0 and h > 0 and 0 <= x and x + w <= 160.01 and 0 <= y and y + h <= 120.01
         # the eyes are confident and on one row: the pose the issue describes
-        scores = np.array(record["persons"][0]["scores"])
-        kpts = np.array(record["persons"][0]["keypoints"])
+        triplets = np.array(record["persons"][0]["keypoints"]).reshape(-1, 3)  # COCO's flat [x, y, score, ...]
+        kpts, scores = triplets[:, :2], triplets[:, 2]
         assert (scores[[1, 2]] > 0.3).all() and (np.delete(scores, [1, 2]) < 0.3).all()
         assert abs(kpts[1, 1] - kpts[2, 1]) < 1e-3 and abs(kpts[1, 0] - kpts[2, 0]) > 1
