@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ..codecs.heatmap import build_codec
+from ..datasets.annotations import DataCheckError
 from ..datasets.build import build_dataloader, build_dataset
 from ..errors import ConfigError
 from ..evaluation.pck import accuracy_torch
@@ -119,12 +120,13 @@ class Trainer:
         self.info = init_distributed(cfg.ENGINE.DIST_BACKEND, cfg.ENGINE.DEVICE)
         self.device = self.info.device
         self._setup_run(cfg_path)
-        # the build order is the random order: model initialisation draws right after the seed
-        seed_everything(epoch_seed(cfg.ENGINE.SEED, -1, self.info.rank))
         self.codec = build_codec(cfg)
+        # the data first: its check names every problem of the keypoint set and both files before a model is built
+        self._build_data(train_dataset, val_dataset)
+        # model initialisation draws right after the seed, as before the data were built first
+        seed_everything(epoch_seed(cfg.ENGINE.SEED, -1, self.info.rank))
         self.model = self._build_model()
         self.loss_fn = build_loss(cfg).to(self.device)
-        self._build_data(train_dataset, val_dataset)
         self._build_optimization()
         self.begin_epoch, self.best_perf, self.best_state = int(cfg.TRAIN.BEGIN_EPOCH), -1.0, None
         self.history: List[Dict[str, Any]] = []
@@ -177,8 +179,17 @@ class Trainer:
     def _build_data(self, train_dataset: Optional[Dataset], val_dataset: Optional[Dataset]) -> None:
         """The datasets (given, or built from the config) and their loaders, sharded over the processes."""
         cfg = self.cfg
-        self.train_set = train_dataset if train_dataset is not None else build_dataset(cfg, "train", self.codec)
-        self.val_set = val_dataset if val_dataset is not None else build_dataset(cfg, "val", self.codec)
+        problems = []
+        try:
+            self.train_set = train_dataset if train_dataset is not None else build_dataset(cfg, "train", self.codec)
+        except DataCheckError as err:
+            problems += err.problems
+        try:
+            self.val_set = val_dataset if val_dataset is not None else build_dataset(cfg, "val", self.codec)
+        except DataCheckError as err:
+            problems += [p for p in err.problems if p not in problems]  # the set's own problems only once
+        if problems:
+            raise DataCheckError(problems)
         self.train_loader = make_train_loader(cfg, self.train_set, self.info)
         self.val_loader = build_dataloader(cfg, self.val_set, "val", distributed=self.info.distributed,
                                            world_size=self.info.world_size, rank=self.info.rank)
