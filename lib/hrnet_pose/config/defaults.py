@@ -195,7 +195,7 @@ _C.ENGINE.DETERMINISTIC = False  # torch.use_deterministic_algorithms(True), cud
 _C.ENGINE.SYNC_BN = False  # convert BatchNorm to SyncBatchNorm when distributed (global batch statistics)
 _C.ENGINE.DIST_BACKEND = ""  # '' = nccl on CUDA, gloo on CPU; or 'nccl' / 'gloo'
 _C.ENGINE.TENSORBOARD = True  # write TensorBoard events (rank 0) under LOG_DIR
-_C.ENGINE.PROGRESS_BAR = True  # tqdm progress bars with ETA (rank 0)
+_C.ENGINE.PROGRESS_BAR = True  # tqdm progress bars with ETA (rank 0), only when stderr is a terminal
 _C.ENGINE.FUSED_OPTIMIZER = False  # fused Adam/AdamW/SGD where the device has it, else foreach (off: torch's default)
 _C.ENGINE.COMPILE = ""  # torch.compile the model: '' (eager), 'default', 'reduce-overhead', 'max-autotune'
 _C.ENGINE.CUDA_GRAPH = False  # CUDA graphs via compile mode 'reduce-overhead'; CUDA only, else a logged fallback

@@ -36,7 +36,8 @@ from .debug import save_debug_images
 from .distributed import (DistInfo, all_gather_object, all_reduce_sum, any_true, barrier, broadcast_object,
                           init_distributed)
 from .optim import ModelEma, build_optimizer, build_scheduler
-from .outputs import TensorBoard, close_logging, dump_config, log_config, run_paths, setup_logging
+from .outputs import (TensorBoard, close_logging, dump_config, log_config, progress_bar_enabled, run_paths,
+                      setup_logging)
 from .step import StepOutput, TrainStep, flatten_buffers
 from .validate import Validator
 
@@ -280,7 +281,7 @@ class Trainer:
         self.net.train()
         window, t0 = _Window(), time.time()
         bar = tqdm(self.train_loader, desc=f"train {epoch}", leave=False, dynamic_ncols=True,
-                   disable=not (self.info.is_main and cfg.ENGINE.PROGRESS_BAR))
+                   disable=not (self.info.is_main and progress_bar_enabled(cfg.ENGINE.PROGRESS_BAR)))
         for i, batch in enumerate(bar):
             if self._empty_step(batch, window):
                 continue
