@@ -232,7 +232,7 @@ class Validator:
             parts = ([f"PCK@{result['pck_threshold']:g} {result['PCK']:.4f} (of max(GT box w, h))"]
                      if "PCK" in result else []) + ([f"EPE {result['EPE']:.2f} px"] if "EPE" in result else [])
             errors = (f"\n{', '.join(parts)}; {result['pck_persons_matched']} of {result['pck_persons']} labelled "
-                      "persons paired with a prediction")
+                      "instances paired with a prediction")
         logger.info("Test: %s%d samples in %.1fs, loss %.5f, accuracy %.3f\n%s%s\n%s",
                     "" if epoch is None else f"epoch {epoch}, ", result["num_instances"], elapsed,
                     result["loss"], result["acc"], table, errors, self.protocol)
