@@ -19,10 +19,11 @@ import logging
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
+import numpy as np
 import yaml
 
 from ..errors import UserError
-from ..keypoints import COCO_NAMES, KeypointSet
+from ..keypoints import COCO_NAMES, DEFAULT_SIGMA, KeypointSet
 
 logger = logging.getLogger(__name__)
 
@@ -254,6 +255,18 @@ def unknown_names_problem(data: Dict[str, Any], path: str) -> Optional[str]:
             f"DATASET.KEYPOINT_SET {cat}.yaml and MODEL.NUM_JOINTS {len(names)}")
 
 
+def _names_only_set(path: str) -> Optional[KeypointSet]:
+    """The keypoint names of a yaml that does not load as a set (no flips, default sigmas), or None."""
+    try:
+        with open(path) as f:
+            spec = yaml.safe_load(f) or {}
+        names = tuple(str(n) for n in spec["keypoints"])
+    except (OSError, yaml.YAMLError, TypeError, KeyError):
+        return None
+    return KeypointSet(name=str(spec.get("name") or os.path.basename(path)), names=names, flip_pairs=(),
+                       sigmas=np.full(len(names), DEFAULT_SIGMA), skeleton=(), upper_body_ids=())
+
+
 def check_keypoint_data(data: Dict[str, Any], path: str, keypoint_set_spec: str, keypoint_set: Optional[KeypointSet],
                         num_joints: Optional[int]) -> List[str]:
     """All problems of one annotation file with the configured set (`keypoint_set` None when its yaml is broken:
@@ -266,8 +279,10 @@ def check_keypoint_data(data: Dict[str, Any], path: str, keypoint_set_spec: str,
     if isinstance(keypoint_set_spec, str) and keypoint_set_spec.endswith((".yaml", ".yml")) \
             and os.path.isfile(keypoint_set_spec):
         out += keypoint_set_problems(keypoint_set_spec)
-    if keypoint_set is None:
-        return out
+    if keypoint_set is None:  # a broken yaml: its names still check the file, so every problem is named at once
+        keypoint_set = _names_only_set(keypoint_set_spec)
+        if keypoint_set is None:
+            return out
     if num_joints is not None and int(num_joints) != keypoint_set.num_keypoints:
         out.append(f"MODEL.NUM_JOINTS is {num_joints} but the keypoint set '{keypoint_set.name}' "
                    f"(DATASET.KEYPOINT_SET {keypoint_set_spec!r}) has {keypoint_set.num_keypoints} keypoints")

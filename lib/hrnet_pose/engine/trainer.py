@@ -29,6 +29,7 @@ from ..datasets.build import build_dataloader, build_dataset
 from ..errors import ConfigError
 from ..evaluation.pck import accuracy_torch
 from ..fileio import write_json_atomic
+from ..keypoints import KeypointSetError
 from ..models import CheckpointMismatchError, build_model
 from ..models.loss import build_loss
 from . import checkpoint as ckpt_io
@@ -121,9 +122,13 @@ class Trainer:
         self.info = init_distributed(cfg.ENGINE.DIST_BACKEND, cfg.ENGINE.DEVICE)
         self.device = self.info.device
         self._setup_run(cfg_path)
-        self.codec = build_codec(cfg)
         # the data first: its check names every problem of the keypoint set and both files before a model is built
+        try:
+            self.codec = build_codec(cfg)
+        except KeypointSetError:
+            self.codec = None  # build_dataset lists the yaml's problems with the data's
         self._build_data(train_dataset, val_dataset)
+        self.codec = self.codec or build_codec(cfg)
         # model initialisation draws right after the seed, as before the data were built first
         seed_everything(epoch_seed(cfg.ENGINE.SEED, -1, self.info.rank))
         self.model = self._build_model()
