@@ -95,7 +95,7 @@ def _split_folder(spec: Dict[str, Any], yaml_path: str, split: str) -> Optional[
 def label_path(image_path: str) -> str:
     """Ultralytics' rule: the last /images/ of the path becomes /labels/, the extension .txt."""
     head, sep, tail = image_path.rpartition(os.sep + "images" + os.sep)
-    stem = os.path.splitext(tail if sep else os.path.basename(image_path))[0]
+    stem = os.path.splitext(os.path.basename(image_path))[0]
     return os.path.join(head, "labels", os.path.dirname(tail), stem + ".txt") if sep else \
         os.path.join(os.path.dirname(image_path), stem + ".txt")
 
