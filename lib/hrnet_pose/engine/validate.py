@@ -137,6 +137,9 @@ class Validator:
             self.protocol, self.protocol_fields = describe_run_protocol(cfg, codec, self.use_gt_bbox, bbox_file)
             self.evaluator = build_evaluator(cfg, base.coco, self.keypoint_set, self.use_gt_bbox)
         self.perf_name = getattr(self.evaluator, "perf_name", "AP")
+        # which set's left/right pairs the flip test swapped (a custom set's own, never COCO's by default)
+        self.protocol_fields.update(keypoint_set=self.keypoint_set.name,
+                                    flip_pairs=[list(p) for p in self.keypoint_set.flip_pairs])
 
     @torch.no_grad()
     def run(self, model: nn.Module, epoch: Optional[int] = None) -> Dict[str, Any]:
