@@ -96,7 +96,7 @@ def _train_in_a_subprocess(tmp_path, root):
     return code, log.read_text(), str(tmp_path / "out" / "coco" / "pose_hrnet" / "kites")
 
 
-def test_kites_train_finetune_evaluate_draw_and_export(tmp_path, one_thread):
+def test_kites_train_finetune_evaluate_draw_and_export(tmp_path, one_thread, monkeypatch):
     from hrnet_pose.datasets.synthetic_kites import generate_synthetic_kites
 
     root = str(tmp_path / "kites")
@@ -139,6 +139,7 @@ def test_kites_train_finetune_evaluate_draw_and_export(tmp_path, one_thread):
     diff = load_tool("export").main(["--cfg", KITES_YAML, "--weights", os.path.join(out_dir, "final_state.pth"),
                                      "--out", onnx_path, "--batch", "1", "DATASET.ROOT", root])
     assert diff < 1e-3
+    monkeypatch.chdir(tmp_path)  # the config's relative KEYPOINT_SET path is not here: the file's own copy is used
     load_tool("demo").main([image, "--weights", onnx_path, "--device", "cpu", "--det-model", "none", "--out-dir",
                             str(tmp_path / "demo_onnx"), "--no-progress"])
     with open(tmp_path / "demo_onnx" / "predictions.json") as f:

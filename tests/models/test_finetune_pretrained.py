@@ -68,4 +68,5 @@ def test_same_keypoints_load_the_head_too():
     model = _fresh(load_config(QUICKSTART_YAML))
     report = load_pretrained(model, QUICKSTART_WEIGHTS, ["*"])
     assert report.reinitialised == [] and report.loaded == len(model.state_dict())
-    assert torch.equal(model.state_dict()["final_layer.weight"], read_state_dict(QUICKSTART_WEIGHTS)["final_layer.weight"])
+    ckpt = read_state_dict(QUICKSTART_WEIGHTS)
+    assert torch.equal(model.state_dict()["final_layer.weight"], ckpt["final_layer.weight"])

@@ -116,7 +116,8 @@ def gui_unavailable_reason() -> Optional[str]:
 
 
 def load_boxes_file(path: str, score_thr: float) -> Dict[Any, Tuple[np.ndarray, np.ndarray]]:
-    """COCO results json of person boxes -> {image_id: (boxes [N,4] x1,y1,x2,y2, scores [N])}.
+    """COCO results json of person boxes (or of one other category) -> {image_id: (boxes [N,4] x1,y1,x2,y2,
+    scores [N])}.
 
     An entry's box is COCO's `bbox` [x, y, w, h] (detector files, and this demo's own predictions.json), or `box`
     [x1, y1, x2, y2] (predictions.json of earlier versions)."""
@@ -131,6 +132,10 @@ def load_boxes_file(path: str, score_thr: float) -> Dict[Any, Tuple[np.ndarray, 
     if not isinstance(entries, list):
         raise UserError(f"--boxes file {path} must hold a json list of detections, got {type(entries).__name__}")
     grouped: Dict[Any, List[Tuple[List[float], float]]] = defaultdict(list)
+    # person boxes (category 1) from a detector file; a file of one other category (boxes of your own objects,
+    # e.g. a custom keypoint set's ground truth as results) is taken whole
+    cats = {e.get("category_id", 1) for e in entries if isinstance(e, dict)}
+    wanted = cats.pop() if len(cats) == 1 else 1
     for i, e in enumerate(entries):
         key = "bbox" if isinstance(e, dict) and "bbox" in e else "box"
         if not isinstance(e, dict) or "image_id" not in e or key not in e:
@@ -139,7 +144,7 @@ def load_boxes_file(path: str, score_thr: float) -> Dict[Any, Tuple[np.ndarray, 
         if not (isinstance(box, (list, tuple)) and len(box) == 4):
             expected = "[x, y, w, h]" if key == "bbox" else "[x1, y1, x2, y2]"
             raise UserError(f"--boxes file {path}: entry {i} has {key} {box!r}; expected {expected}")
-        if e.get("category_id", 1) != 1 or float(e.get("score", 1.0)) < score_thr:
+        if e.get("category_id", 1) != wanted or float(e.get("score", 1.0)) < score_thr:
             continue
         xyxy = xywh_to_xyxy([float(v) for v in box]) if key == "bbox" else [float(v) for v in box]
         grouped[e["image_id"]].append((list(xyxy), float(e.get("score", 1.0))))
