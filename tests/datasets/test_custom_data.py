@@ -97,6 +97,20 @@ def test_make_keypoint_set_writes_names_skeleton_guessed_flips_and_no_sigmas(kit
     assert not kset.sigmas_given and np.all(kset.sigmas == DEFAULT_SIGMA)
 
 
+def test_a_set_without_sigmas_warns_that_ap_is_a_convention(kites, tmp_path, caplog):
+    text = open(KITES_SET).read()
+    (tmp_path / "no_sigmas.yaml").write_text("\n".join(line for line in text.splitlines()
+                                                      if not line.startswith("sigmas:")))
+    with caplog.at_level("WARNING", logger="hrnet_pose.datasets.build"):
+        build_dataset(_cfg("DATASET.ROOT", kites, "DATASET.KEYPOINT_SET", str(tmp_path / "no_sigmas.yaml")), "val")
+    assert f"gives no OKS sigmas: every keypoint uses {DEFAULT_SIGMA:.4f}" in caplog.text
+    assert "its AP is a convention; compare PCK@0.2 and EPE" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hrnet_pose.datasets.build"):
+        build_dataset(_cfg("DATASET.ROOT", kites), "val")  # the kites' own yaml has sigmas
+    assert "sigmas" not in caplog.text
+
+
 def _broken(kites, tmp_path):
     """A yaml and a json with one instance of every problem the data check names."""
     (tmp_path / "bad.yaml").write_text(

@@ -70,3 +70,20 @@ def test_same_keypoints_load_the_head_too():
     assert report.reinitialised == [] and report.loaded == len(model.state_dict())
     ckpt = read_state_dict(QUICKSTART_WEIGHTS)
     assert torch.equal(model.state_dict()["final_layer.weight"], ckpt["final_layer.weight"])
+
+
+def test_a_zoo_name_in_model_pretrained_is_its_downloaded_checkpoint(tmp_path, monkeypatch):
+    """tools/train.py resolves MODEL.PRETRAINED zoo names (here from the download cache, no network)."""
+    import shutil
+
+    from hrnet_pose.apis import zoo
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    name = next(n for n, e in sorted(zoo.ZOO.items()) if e.url)
+    cached = os.path.join(zoo.checkpoint_dir(), zoo.get_entry(name).filename)
+    os.makedirs(os.path.dirname(cached))
+    shutil.copy(QUICKSTART_WEIGHTS, cached)
+    cfg = zoo.apply_zoo_pretrained(load_config(KITES_YAML, ["MODEL.PRETRAINED", name]))
+    assert cfg.MODEL.PRETRAINED == cached
+    plain = load_config(KITES_YAML, ["MODEL.PRETRAINED", QUICKSTART_WEIGHTS])
+    assert zoo.apply_zoo_pretrained(plain) is plain  # a file passes unchanged
