@@ -5,19 +5,21 @@
     python tools/export.py --cfg EXPERIMENT.yaml --weights none --out random.onnx [KEY VALUE ...]
 
 The graph maps normalised crops [N, 3, H, W] to heatmaps [N, K, H/4, W/4] with a dynamic batch (opset >= 17);
-flip test and decoding stay outside it. The config (yaml) is stored in the file's metadata. After writing, the export
+flip test and decoding stay outside it. The config (yaml) is stored in the file's metadata, and so is a custom keypoint
+set's yaml (DATASET.KEYPOINT_SET), so the file runs where that yaml is not. After writing, the export
 runs in onnxruntime on random inputs at each --batch size and the largest heatmap difference to PyTorch is printed.
 """
 
 import argparse
 import logging
+import os
 import sys
 import time
 from typing import List, Optional, Sequence
 
 from hrnet_pose.apis import zoo
 from hrnet_pose.deploy.export import check_onnx, export_onnx
-from hrnet_pose.deploy.onnx_backend import CONFIG_KEY, ZOO_KEY
+from hrnet_pose.deploy.onnx_backend import CONFIG_KEY, KEYPOINT_SET_KEY, ZOO_KEY
 from hrnet_pose.config import load_config
 from hrnet_pose.errors import UserError, run_cli
 from hrnet_pose.models import build_model, load_weights
@@ -72,6 +74,10 @@ def main(argv: Optional[Sequence[str]] = None) -> float:
     w, h = (int(v) for v in cfg.MODEL.IMAGE_SIZE)
     start = time.perf_counter()
     metadata = {CONFIG_KEY: cfg.dump(), ZOO_KEY: name}
+    kpt_set = str(cfg.DATASET.KEYPOINT_SET)
+    if kpt_set.endswith((".yaml", ".yml")) and os.path.isfile(kpt_set):  # a custom set travels with the file
+        with open(kpt_set) as f:
+            metadata[KEYPOINT_SET_KEY] = f.read()
     export_onnx(model, args.out, (w, h), opset=args.opset, dynamic_batch=not args.static_batch, metadata=metadata)
     print(f"wrote {args.out}: input [{'N' if not args.static_batch else 1}, 3, {h}, {w}], opset {args.opset}, "
           f"{time.perf_counter() - start:.1f} s")

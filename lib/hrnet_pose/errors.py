@@ -79,10 +79,15 @@ def is_user_error(err: BaseException) -> bool:
 def format_user_error(err: BaseException) -> List[str]:
     """The lines `run_cli` prints: `error: <first line of the message>` and, if there is one, `hint: <...>`.
 
-    The hint is the error's `hint` attribute, else the rest of a multi-line message folded into one line.
+    The hint is the error's `hint` attribute, else the rest of a multi-line message folded into one line. An error
+    whose class sets `one_problem_per_line` (a list of independent problems, such as the data check's) prints every
+    further line as `error: <line>` instead.
     """
     lines = [line.strip() for line in _text(err).splitlines() if line.strip()] or [type(err).__name__]
     out = [f"error: {lines[0]}"]
+    if getattr(err, "one_problem_per_line", False):
+        out += [f"error: {line}" for line in lines[1:]]
+        lines = lines[:1]
     hint = getattr(err, "hint", None)
     if hint:
         out.append(f"hint: {' '.join(str(hint).split())}")

@@ -3,7 +3,8 @@
 Two sets are built in: COCO-17 (the numbers are those of the COCO keypoint task and of the official HRNet
 `lib/dataset/coco.py`) and MPII-16 (Andriluka et al., CVPR 2014; joint order, flip pairs and upper body of the official
 `lib/dataset/mpii.py`). Other sets are defined in a yaml file with the keys ``name``, ``keypoints`` (list of names),
-``flip_pairs`` (list of [i, j] or of [name, name]), ``sigmas`` (one per keypoint), ``skeleton`` (list of [i, j] or
+``flip_pairs`` (list of [i, j] or of [name, name]), ``sigmas`` (one per keypoint; optional: without them every
+keypoint gets `DEFAULT_SIGMA` and `sigmas_given` is False, so OKS AP is a convention), ``skeleton`` (list of [i, j] or
 [name, name], 0-based), optional ``upper_body`` (ids or names; the rest are lower body), ``colors`` (one [r, g, b] per
 keypoint), ``joints_weight`` (one per keypoint) and ``draw_small`` (ids or names drawn with smaller dots and thinner
 lines, e.g. face and hands).
@@ -47,6 +48,7 @@ class KeypointSet:
     colors: Tuple[Tuple[int, int, int], ...] = field(default=())
     joints_weight: Optional[np.ndarray] = None
     small_ids: Tuple[int, ...] = ()  # drawn small (face and hands of the whole-body set)
+    sigmas_given: bool = True  # False: the yaml had no sigmas and every keypoint got DEFAULT_SIGMA
 
     @property
     def num_keypoints(self) -> int:
@@ -91,6 +93,9 @@ COCO_SKELETON = (
 )
 
 COCO_UPPER_BODY_IDS = tuple(range(11))
+
+# The OKS sigma of a keypoint whose set gives none: the mean of COCO's 17 (0.0669), a mid-sized body joint's tolerance.
+DEFAULT_SIGMA = float(COCO_SIGMAS.mean())
 
 # Official joints_weight of coco.py (used only when LOSS.USE_DIFFERENT_JOINTS_WEIGHT is true).
 COCO_JOINTS_WEIGHT = np.array(
@@ -194,14 +199,14 @@ def load_keypoint_set(path: str) -> KeypointSet:
         raise FileNotFoundError(f"keypoint set file not found: {path}")
     with open(path) as f:
         spec = yaml.safe_load(f) or {}
-    for key in ("keypoints", "sigmas"):
-        if key not in spec:
-            raise KeypointSetError(f"{path}: missing required key '{key}' (required: keypoints, sigmas)")
+    if not isinstance(spec, dict) or "keypoints" not in spec:
+        raise KeypointSetError(f"{path}: missing required key 'keypoints' (a list of keypoint names)")
     names = [str(n) for n in spec["keypoints"]]
     if len(set(names)) != len(names):
         raise KeypointSetError(f"{path}: 'keypoints' has duplicate names: {names}")
     k = len(names)
-    sigmas = np.asarray(spec["sigmas"], dtype=np.float64)
+    sigmas_given = spec.get("sigmas") is not None
+    sigmas = np.asarray(spec["sigmas"] if sigmas_given else [DEFAULT_SIGMA] * k, dtype=np.float64)
     if sigmas.shape != (k,) or not np.all(sigmas > 0):
         raise KeypointSetError(f"{path}: 'sigmas' must be {k} positive numbers (one per keypoint), got {spec['sigmas']}")
     flip_pairs = _resolve_ids(spec.get("flip_pairs", []), names, "flip_pairs", path)
@@ -231,6 +236,7 @@ def load_keypoint_set(path: str) -> KeypointSet:
         colors=tuple(tuple(int(v) for v in c) for c in colors),
         joints_weight=joints_weight,
         small_ids=tuple(small),
+        sigmas_given=sigmas_given,
     )
 
 

@@ -170,7 +170,8 @@ def log_level(argv: Sequence[str]) -> int:
 
 # ---------------------------------------------------------------------------------------------------------- --boxes
 def load_boxes_file(path: str, score_thr: float) -> BoxTable:
-    """COCO results json of person boxes -> {image_id: (boxes [N,4] x1,y1,x2,y2, scores [N])}.
+    """COCO results json of person boxes (or of one other category) -> {image_id: (boxes [N,4] x1,y1,x2,y2,
+    scores [N])}.
 
     An entry's box is COCO's `bbox` [x, y, w, h] (detector files, and this demo's own predictions.json), or `box`
     [x1, y1, x2, y2] (predictions.json of earlier versions)."""
@@ -185,6 +186,10 @@ def load_boxes_file(path: str, score_thr: float) -> BoxTable:
     if not isinstance(entries, list):
         raise UserError(f"--boxes file {path} must hold a json list of detections, got {type(entries).__name__}")
     grouped: Dict[Any, List[Tuple[List[float], float]]] = defaultdict(list)
+    # person boxes (category 1) from a detector file; a file of one other category (boxes of your own objects,
+    # e.g. a custom keypoint set's ground truth as results) is taken whole
+    cats = {e.get("category_id", 1) for e in entries if isinstance(e, dict)}
+    wanted = cats.pop() if len(cats) == 1 else 1
     for i, e in enumerate(entries):
         key = "bbox" if isinstance(e, dict) and "bbox" in e else "box"
         if not isinstance(e, dict) or "image_id" not in e or key not in e:
@@ -194,7 +199,7 @@ def load_boxes_file(path: str, score_thr: float) -> BoxTable:
             expected = "[x, y, w, h]" if key == "bbox" else "[x1, y1, x2, y2]"
             raise UserError(f"--boxes file {path}: entry {i} has {key} {box!r}; expected {expected}")
         grouped.setdefault(e["image_id"], [])  # an image whose boxes are all under the threshold still matches
-        if e.get("category_id", 1) != 1 or float(e.get("score", 1.0)) < score_thr:
+        if e.get("category_id", 1) != wanted or float(e.get("score", 1.0)) < score_thr:
             continue
         xyxy = xywh_to_xyxy([float(v) for v in box]) if key == "bbox" else [float(v) for v in box]
         grouped[e["image_id"]].append((list(xyxy), float(e.get("score", 1.0))))

@@ -364,6 +364,23 @@ def apply_zoo_weights(cfg: CN) -> CN:
     return out
 
 
+def apply_zoo_pretrained(cfg: CN) -> CN:
+    """`tools/train.py` support: when MODEL.PRETRAINED is a zoo name (possibly behind DATA_DIR), return a copy of
+    `cfg` with MODEL.PRETRAINED set to the downloaded checkpoint, to fine-tune from (onto another keypoint set too:
+    the head is re-initialised when the keypoint count differs). The config's architecture stays the user's: it must
+    be the entry's for the tensors to fit, and `load_pretrained` names any that do not. Others pass unchanged."""
+    value = cfg.MODEL.PRETRAINED
+    name = value if is_zoo_name(value) else os.path.basename(value)
+    if not value or os.path.exists(value) or name not in ZOO:
+        return cfg
+    out = cfg.clone()
+    out.defrost()
+    out.MODEL.PRETRAINED = resolve_weights(name)
+    out.freeze()
+    logger.info("MODEL.PRETRAINED %s: the zoo entry's checkpoint %s", name, out.MODEL.PRETRAINED)
+    return out
+
+
 def _markdown_rows(dataset: str, score_columns: str, manual_place: str) -> List[str]:
     """Table rows for the entries of `dataset`: name, input, decoder, the reported number(s), source, download."""
     rows = [f"| name | input (h x w) | decoder | {score_columns} | source | download |",

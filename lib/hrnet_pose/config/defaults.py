@@ -4,7 +4,8 @@ Official yamls (`experiments/coco/hrnet/*.yaml`) merge unchanged. Unlike the off
 full and is strict, so a misspelt architecture key is an error instead of being silently ignored. Keys that the official
 code does not have live only under clearly named new nodes (MODEL.EXTRA.ATTENTION, MODEL.EXTRA.LITE_HRNET, CODEC, AUG,
 COMPAT, ENGINE, SYNTHETIC) plus DATASET.KEYPOINT_SET, DATASET.SKIP_BAD_IMAGES, DATASET.FAST_DECODE,
-DATASET.IMAGE_CACHE_DIR, TEST.INTERVAL and TEST.COCO_EVAL_BACKEND.
+DATASET.IMAGE_CACHE_DIR, TEST.INTERVAL and TEST.COCO_EVAL_BACKEND, and the block of custom-data keys
+(DATASET.TRAIN_ANNOTATIONS / TEST_ANNOTATIONS / TRAIN_IMAGES / TEST_IMAGES / CATEGORY, TEST.METRICS / PCK_THRESHOLD).
 """
 
 from yacs.config import CfgNode as CN
@@ -141,6 +142,17 @@ _C.TEST.MODEL_FILE = ""  # weights to evaluate (official, ours, or module.-prefi
 _C.TEST.INTERVAL = 1  # validate every this many epochs during training (and after the last)
 _C.TEST.COCO_EVAL_BACKEND = "numpy"  # OKS AP: 'numpy' (vectorised), 'pycocotools' or 'faster_coco_eval': same numbers
 
+# Your own keypoints (issue 23): any COCO-format json and image folder instead of the official layout, and the metrics
+# printed beside AP. A relative path is looked up under DATASET.ROOT first, then from the working directory.
+_C.DATASET.TRAIN_ANNOTATIONS = ""  # training json; '' = ROOT/annotations/person_keypoints_<TRAIN_SET>.json
+_C.DATASET.TEST_ANNOTATIONS = ""  # evaluation json; '' = ROOT/annotations/person_keypoints_<TEST_SET>.json
+_C.DATASET.TRAIN_IMAGES = ""  # folder of the training json's file_names; '' = ROOT/images/<TRAIN_SET>
+_C.DATASET.TEST_IMAGES = ""  # folder of the evaluation json's file_names; '' = ROOT/images/<TEST_SET>
+_C.DATASET.CATEGORY = ""  # name of the category to train when a json has several keypoint categories
+_C.TEST.METRICS = ["AP", "PCK", "EPE"]  # AP (OKS, always computed: it picks the best model), PCK (at PCK_THRESHOLD
+# of the GT box's longer side, MMPose's bbox-normalised PCK), EPE (mean pixel error of labelled keypoints)
+_C.TEST.PCK_THRESHOLD = 0.2  # PCK counts a keypoint correct within this fraction of max(box w, h)
+
 _C.DEBUG = CN()
 _C.DEBUG.DEBUG = False  # write debug images during training/validation
 _C.DEBUG.SAVE_BATCH_IMAGES_GT = False  # batch images with GT joints
@@ -186,7 +198,7 @@ _C.ENGINE.DETERMINISTIC = False  # torch.use_deterministic_algorithms(True), cud
 _C.ENGINE.SYNC_BN = False  # convert BatchNorm to SyncBatchNorm when distributed (global batch statistics)
 _C.ENGINE.DIST_BACKEND = ""  # '' = nccl on CUDA, gloo on CPU; or 'nccl' / 'gloo'
 _C.ENGINE.TENSORBOARD = True  # write TensorBoard events (rank 0) under LOG_DIR
-_C.ENGINE.PROGRESS_BAR = True  # tqdm progress bars with ETA (rank 0)
+_C.ENGINE.PROGRESS_BAR = True  # tqdm progress bars with ETA (rank 0), only when stderr is a terminal
 _C.ENGINE.FUSED_OPTIMIZER = False  # fused Adam/AdamW/SGD where the device has it, else foreach (off: torch's default)
 _C.ENGINE.COMPILE = ""  # torch.compile the model: '' (eager), 'default', 'reduce-overhead', 'max-autotune'
 _C.ENGINE.CUDA_GRAPH = False  # CUDA graphs via compile mode 'reduce-overhead'; CUDA only, else a logged fallback

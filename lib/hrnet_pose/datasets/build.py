@@ -22,6 +22,8 @@ from torch.utils.data._utils.collate import default_collate
 from ..config import MPII_DATASETS, check_config
 from ..errors import ConfigError
 from ..geometry import PIXEL_STD
+from ..keypoints import KeypointSetError, get_keypoint_set
+from .annotations import DataCheckError, check_keypoint_data, read_keypoint_file
 from .coco import CocoKeypoints
 from .mpii import MpiiKeypoints
 from .public_sets import PUBLIC_DATASETS, public_dataset_files
@@ -144,7 +146,10 @@ def build_dataset(cfg, split: str, codec: Any = None) -> Dataset:
     if codec is None:
         from ..codecs.heatmap import build_codec
 
-        codec = build_codec(cfg)
+        try:
+            codec = build_codec(cfg)
+        except KeypointSetError:
+            codec = None  # a broken keypoint-set yaml: the data check names its problems with the file's
     if name in MPII_DATASETS:
         dataset = build_mpii_dataset(cfg, split, codec)
     elif name in PUBLIC_DATASETS:
@@ -178,9 +183,66 @@ def build_coco_dataset(cfg, split: str, codec: Any) -> CocoKeypoints:
         ensure_synthetic(cfg)
         if not bbox_file:
             bbox_file = os.path.join(cfg.DATASET.ROOT, "person_detection_results", DETECTION_FILE)
+    kwargs = _sampling_kwargs(cfg, split, codec)
+    ann_file, image_dir = custom_paths(cfg, split)
+    path = ann_file or os.path.join(cfg.DATASET.ROOT, "annotations", f"person_keypoints_{kwargs['image_set']}.json")
+    data = None
+    if os.path.isfile(path):  # else CocoKeypoints raises its error with the expected layout
+        data = read_keypoint_file(path, str(cfg.DATASET.CATEGORY))
+        check_data(cfg, data, path, warn=split == "val")
     return CocoKeypoints(keypoint_set=cfg.DATASET.KEYPOINT_SET, use_gt_bbox=bool(cfg.TEST.USE_GT_BBOX),
                          bbox_file=bbox_file, image_thre=float(cfg.TEST.IMAGE_THRE),
-                         image_cache_dir=str(cfg.DATASET.IMAGE_CACHE_DIR), **_sampling_kwargs(cfg, split, codec))
+                         image_cache_dir=str(cfg.DATASET.IMAGE_CACHE_DIR), ann_file=ann_file or None,
+                         image_dir=image_dir or None, category=str(cfg.DATASET.CATEGORY), annotations=data, **kwargs)
+
+
+def _resolve(root: str, path: str) -> str:
+    """A custom path as given when absolute; else under DATASET.ROOT when it exists there, else from the cwd."""
+    if not path or os.path.isabs(path) or not root:
+        return path
+    under_root = os.path.join(root, path)
+    return under_root if os.path.exists(under_root) or not os.path.exists(path) else path
+
+
+def custom_paths(cfg, split: str):
+    """(annotation json, image folder) of DATASET.TRAIN_ANNOTATIONS / TRAIN_IMAGES (or TEST_*), '' when unset; a
+    set json that does not exist is an error naming the key."""
+    ann_key, img_key = ("TRAIN_ANNOTATIONS", "TRAIN_IMAGES") if split == "train" else ("TEST_ANNOTATIONS",
+                                                                                        "TEST_IMAGES")
+    ann, images = _resolve(cfg.DATASET.ROOT, str(cfg.DATASET[ann_key])), _resolve(cfg.DATASET.ROOT,
+                                                                                   str(cfg.DATASET[img_key]))
+    if ann and not os.path.isfile(ann):
+        raise FileNotFoundError(f"DATASET.{ann_key} {cfg.DATASET[ann_key]!r}: annotation file not found (looked for "
+                                f"{ann}; a relative path is looked up under DATASET.ROOT, then from the working "
+                                "directory)")
+    if images and not os.path.isdir(images):
+        raise FileNotFoundError(f"DATASET.{img_key} {cfg.DATASET[img_key]!r}: image folder not found (looked for "
+                                f"{images})")
+    if ann and not images:
+        images = os.path.dirname(os.path.abspath(ann))  # the json beside its images, as annotation tools export
+        logger.info("DATASET.%s is empty: images are looked up beside %s", img_key, ann)
+    return ann, images
+
+
+def check_data(cfg, data: dict, ann_file: str, warn: bool = True) -> None:
+    """The data check before training or evaluation (`annotations.check_keypoint_data`): DataCheckError listing
+    every problem of the keypoint set, MODEL.NUM_JOINTS and this annotation file; with `warn`, the warning for a set
+    without sigmas."""
+    spec = str(cfg.DATASET.KEYPOINT_SET)
+    try:
+        kset = get_keypoint_set(spec)
+    except KeypointSetError as err:
+        kset, first = None, err
+    problems = check_keypoint_data(data, ann_file, spec, kset, int(cfg.MODEL.NUM_JOINTS))
+    if kset is None and not problems:
+        raise first
+    if problems:
+        raise DataCheckError(problems)
+    if warn and not kset.sigmas_given:
+        logger.warning("keypoint set '%s' (%s) gives no OKS sigmas: every keypoint uses %.4f (the mean of COCO's), so "
+                       "its AP is a convention; compare PCK@%g and EPE, or add 'sigmas' to the yaml (COCO measured "
+                       "them as the spread of repeated human labels)", kset.name, spec, kset.sigmas[0],
+                       float(cfg.TEST.PCK_THRESHOLD))
 
 
 def build_public_dataset(cfg, split: str, codec: Any) -> CocoKeypoints:

@@ -6,7 +6,12 @@ results json. Each box becomes (center, scale) with the aspect fixed to the netw
 
 `dataset[i]` -> (input [3, H, W] float32 normalised, target [K, h, w] float32, target_weight [K, 1] float32, meta)
 with meta keys image, image_id, center, scale, rotation, score, joints, joints_vis (crop pixels), index.
-Expected layout: root/annotations/person_keypoints_<set>.json and root/images/<set>/<file_name>.
+Expected layout: root/annotations/person_keypoints_<set>.json and root/images/<set>/<file_name>, or any json and image
+folder (`ann_file`, `image_dir`: DATASET.TRAIN_ANNOTATIONS / TRAIN_IMAGES ...). The file is read by
+`annotations.read_keypoint_file`: its keypoint category (or `category` by name) is the one trained, and annotation
+tools' gaps are filled. Image ids are the json's `id`s, never parsed from file names; a `file_name` with a folder
+prefix the image folder does not have (Label Studio's `images/x.jpg`, `/data/upload/1/x.jpg`) falls back to its
+base name inside the image folder.
 """
 
 import contextlib
@@ -24,6 +29,7 @@ from pycocotools.coco import COCO
 from ..errors import UserError
 from ..geometry import boxes_to_center_scale
 from ..keypoints import COCO17, KeypointSet, get_keypoint_set
+from .annotations import read_keypoint_file
 from .fast_decode import prepare_fast, to_normalized_tensor_fast
 from .image_io import ImageReadError, image_read_error, read_image  # noqa: F401 (ImageReadError: public here too)
 from .image_cache import ImageCache
@@ -106,6 +112,8 @@ class CocoKeypoints(torch.utils.data.Dataset):
         image_dir: Optional[str] = None,
         fast_decode: bool = False,
         image_cache_dir: str = "",
+        category: str = "",
+        annotations: Optional[Dict[str, Any]] = None,
     ):
         self._init_sampling(root, image_set, is_train, image_size, codec, keypoint_set, transform_cfg, color_rgb,
                             skip_bad_images, fast_decode)
@@ -119,8 +127,14 @@ class CocoKeypoints(torch.utils.data.Dataset):
             raise FileNotFoundError(f"annotation file not found: {self.ann_file}\n{layout_help(root, image_set)}")
         if not os.path.isdir(self.image_dir):
             raise FileNotFoundError(f"image folder not found: {self.image_dir}\n{layout_help(root, image_set)}")
+        if annotations is None:  # else: the builder read and checked the file already
+            annotations = read_keypoint_file(self.ann_file, category)
+        self.category_id = annotations["categories"][0].get("id") if annotations.get("categories") else 1
+        self.coco = COCO()
+        self.coco.dataset = annotations
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
-            self.coco = COCO(self.ann_file)
+            self.coco.createIndex()
+        self._image_paths: Dict[int, str] = {}
         self.image_ids: List[int] = list(self.coco.getImgIds())
         if use_gt_bbox or is_train:
             self.db = self._load_gt_db()
@@ -161,7 +175,15 @@ class CocoKeypoints(torch.utils.data.Dataset):
         return cache
 
     def _image_path(self, image_id: int) -> str:
-        return os.path.join(self.image_dir, self.coco.imgs[image_id]["file_name"])
+        path = self._image_paths.get(image_id)
+        if path is None:
+            name = str(self.coco.imgs[image_id]["file_name"])
+            path = os.path.join(self.image_dir, name)
+            if not os.path.isfile(path):  # a tool's folder prefix (images/, /data/upload/1/): the base name
+                short = os.path.join(self.image_dir, os.path.basename(name.replace("\\", "/")))
+                path = short if os.path.isfile(short) else path
+            self._image_paths[image_id] = path
+        return path
 
     def _record(self, image_id: int, center, scale, joints, joints_vis, score: float, raw_bbox) -> Dict[str, Any]:
         return {
@@ -173,7 +195,7 @@ class CocoKeypoints(torch.utils.data.Dataset):
     # Hooks for COCO-format variants (datasets.public_sets): which categories are samples, where an annotation's
     # keypoints and area come from.
     def _is_sample_category(self, category_id: Any) -> bool:
-        return category_id == 1
+        return category_id == self.category_id
 
     def _annotation_keypoints(self, ann: Dict[str, Any]) -> List[float]:
         return ann.get("keypoints") or []

@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 CONFIG_KEY = "hrnet_pose.config"
 ZOO_KEY = "hrnet_pose.zoo_name"
+KEYPOINT_SET_KEY = "hrnet_pose.keypoint_set_yaml"  # the text of a custom DATASET.KEYPOINT_SET yaml, when exported
 
 
 def physical_cores() -> int:
@@ -174,4 +175,23 @@ def config_from_metadata(path: str):
     text = props.get(CONFIG_KEY)
     if not text:
         return None
-    return load_config(CN.load_cfg(text))  # resolved when exported: DATA_DIR is not joined again
+    node = CN.load_cfg(text)
+    set_text = props.get(KEYPOINT_SET_KEY)
+    if set_text and not os.path.isfile(str(node.DATASET.KEYPOINT_SET)):
+        node.DATASET.KEYPOINT_SET = keypoint_set_file(set_text, str(node.DATASET.KEYPOINT_SET))
+    return load_config(node)  # resolved when exported: DATA_DIR is not joined again
+
+
+def keypoint_set_file(text: str, name: str) -> str:
+    """A keypoint-set yaml carried inside an .onnx file, written once to a file named by its content (under the
+    temporary folder) so that the export runs where the original yaml is not."""
+    import hashlib
+    import tempfile
+
+    from ..fileio import atomic_write_text
+
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    path = os.path.join(tempfile.gettempdir(), "hrnet_pose_keypoint_sets", f"{digest}_{os.path.basename(name)}")
+    if not os.path.isfile(path):
+        atomic_write_text(text, path)
+    return path

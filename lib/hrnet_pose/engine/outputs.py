@@ -47,6 +47,17 @@ class RunPaths:
     cfg_name: str
 
 
+def progress_bar_enabled(requested: bool, stream: Any = None) -> bool:
+    """tqdm progress bars only on a terminal: ENGINE.PROGRESS_BAR and the bar's stream (stderr) is a tty. Redirected
+    to a file (`train.py ... > run.log 2>&1`, a job scheduler), the bar's carriage-return frames would fill the file;
+    the log lines every PRINT_FREQ iterations say the progress there instead."""
+    stream = sys.stderr if stream is None else stream
+    try:
+        return bool(requested) and bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
 def run_paths(cfg: Any, cfg_path: str, phase: str, time_str: Optional[str] = None) -> RunPaths:
     """Official folder names: dataset (with ':' made '_'), MODEL.NAME and the config file's stem."""
     dataset = str(cfg.DATASET.DATASET)

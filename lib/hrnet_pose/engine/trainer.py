@@ -24,10 +24,12 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ..codecs.heatmap import build_codec
+from ..datasets.annotations import DataCheckError
 from ..datasets.build import build_dataloader, build_dataset
 from ..errors import ConfigError
 from ..evaluation.pck import accuracy_torch
 from ..fileio import write_json_atomic
+from ..keypoints import KeypointSetError
 from ..models import CheckpointMismatchError, build_model
 from ..models.loss import build_loss
 from . import checkpoint as ckpt_io
@@ -35,7 +37,8 @@ from .debug import save_debug_images
 from .distributed import (DistInfo, all_gather_object, all_reduce_sum, any_true, barrier, broadcast_object,
                           init_distributed)
 from .optim import ModelEma, build_optimizer, build_scheduler
-from .outputs import TensorBoard, close_logging, dump_config, log_config, run_paths, setup_logging
+from .outputs import (TensorBoard, close_logging, dump_config, log_config, progress_bar_enabled, run_paths,
+                      setup_logging)
 from .step import StepOutput, TrainStep, flatten_buffers
 from .validate import Validator
 
@@ -119,12 +122,17 @@ class Trainer:
         self.info = init_distributed(cfg.ENGINE.DIST_BACKEND, cfg.ENGINE.DEVICE)
         self.device = self.info.device
         self._setup_run(cfg_path)
-        # the build order is the random order: model initialisation draws right after the seed
+        # the data first: its check names every problem of the keypoint set and both files before a model is built
+        try:
+            self.codec = build_codec(cfg)
+        except KeypointSetError:
+            self.codec = None  # build_dataset lists the yaml's problems with the data's
+        self._build_data(train_dataset, val_dataset)
+        self.codec = self.codec or build_codec(cfg)
+        # model initialisation draws right after the seed, as before the data were built first
         seed_everything(epoch_seed(cfg.ENGINE.SEED, -1, self.info.rank))
-        self.codec = build_codec(cfg)
         self.model = self._build_model()
         self.loss_fn = build_loss(cfg).to(self.device)
-        self._build_data(train_dataset, val_dataset)
         self._build_optimization()
         self.begin_epoch, self.best_perf, self.best_state = int(cfg.TRAIN.BEGIN_EPOCH), -1.0, None
         self.history: List[Dict[str, Any]] = []
@@ -177,8 +185,17 @@ class Trainer:
     def _build_data(self, train_dataset: Optional[Dataset], val_dataset: Optional[Dataset]) -> None:
         """The datasets (given, or built from the config) and their loaders, sharded over the processes."""
         cfg = self.cfg
-        self.train_set = train_dataset if train_dataset is not None else build_dataset(cfg, "train", self.codec)
-        self.val_set = val_dataset if val_dataset is not None else build_dataset(cfg, "val", self.codec)
+        problems = []
+        try:
+            self.train_set = train_dataset if train_dataset is not None else build_dataset(cfg, "train", self.codec)
+        except DataCheckError as err:
+            problems += err.problems
+        try:
+            self.val_set = val_dataset if val_dataset is not None else build_dataset(cfg, "val", self.codec)
+        except DataCheckError as err:
+            problems += [p for p in err.problems if p not in problems]  # the set's own problems only once
+        if problems:
+            raise DataCheckError(problems)
         self.train_loader = make_train_loader(cfg, self.train_set, self.info)
         self.val_loader = build_dataloader(cfg, self.val_set, "val", distributed=self.info.distributed,
                                            world_size=self.info.world_size, rank=self.info.rank)
@@ -269,7 +286,7 @@ class Trainer:
         self.net.train()
         window, t0 = _Window(), time.time()
         bar = tqdm(self.train_loader, desc=f"train {epoch}", leave=False, dynamic_ncols=True,
-                   disable=not (self.info.is_main and cfg.ENGINE.PROGRESS_BAR))
+                   disable=not (self.info.is_main and progress_bar_enabled(cfg.ENGINE.PROGRESS_BAR)))
         for i, batch in enumerate(bar):
             if self._empty_step(batch, window):
                 continue

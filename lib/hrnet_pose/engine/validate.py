@@ -32,8 +32,11 @@ from ..models.inference import autocast_context, heatmaps_with_flip, model_runne
 from .checkpoint import unwrap_model
 from .debug import as_numpy, save_debug_images
 from .distributed import all_gather_object, broadcast_object, is_main_process
+from .outputs import progress_bar_enabled
 
 logger = logging.getLogger(__name__)
+
+METRICS = ("AP", "PCK", "EPE")  # TEST.METRICS values (MPII reports PCKh instead)
 
 
 def describe_run_protocol(cfg: Any, codec: Any, use_gt_bbox: bool, bbox_file: str,
@@ -109,10 +112,17 @@ class ValidationSettings:
     color_rgb: bool  # DATASET.COLOR_RGB, for the debug images
     test_set: str  # DATASET.TEST_SET, names the results file
     model_name: str  # MODEL.NAME, heads the AP table
+    metrics: Tuple[str, ...] = ("AP", "PCK", "EPE")  # TEST.METRICS: PCK / EPE printed beside AP when listed
+    pck_threshold: float = 0.2  # TEST.PCK_THRESHOLD
 
     @classmethod
     def from_config(cls, cfg: Any) -> "ValidationSettings":
-        return cls(flip_test=bool(cfg.TEST.FLIP_TEST), amp=str(cfg.ENGINE.AMP),
+        metrics = tuple(str(m).upper() for m in cfg.TEST.METRICS)
+        unknown = [m for m in metrics if m not in METRICS]
+        if unknown:
+            raise ConfigError(f"TEST.METRICS has {unknown}; valid: {list(METRICS)} (AP is always computed)")
+        return cls(metrics=metrics, pck_threshold=float(cfg.TEST.PCK_THRESHOLD),
+                   flip_test=bool(cfg.TEST.FLIP_TEST), amp=str(cfg.ENGINE.AMP),
                    channels_last=bool(cfg.ENGINE.CHANNELS_LAST), progress_bar=bool(cfg.ENGINE.PROGRESS_BAR),
                    debug=cfg.DEBUG, print_freq=int(cfg.PRINT_FREQ), color_rgb=bool(cfg.DATASET.COLOR_RGB),
                    test_set=str(cfg.DATASET.TEST_SET), model_name=str(cfg.MODEL.NAME))
@@ -138,6 +148,9 @@ class Validator:
                 cfg, codec, self.use_gt_bbox, bbox_file, metric=PUBLIC_PROTOCOLS.get(str(cfg.DATASET.DATASET).lower()))
             self.evaluator = build_evaluator(cfg, base.coco, self.keypoint_set, self.use_gt_bbox, base)
         self.perf_name = getattr(self.evaluator, "perf_name", "AP")
+        # which set's left/right pairs the flip test swapped (a custom set's own, never COCO's by default)
+        self.protocol_fields.update(keypoint_set=self.keypoint_set.name,
+                                    flip_pairs=[list(p) for p in self.keypoint_set.flip_pairs])
 
     @torch.no_grad()
     def run(self, model: nn.Module, epoch: Optional[int] = None) -> Dict[str, Any]:
@@ -150,7 +163,7 @@ class Validator:
         t0 = time.time()
         loss_sum, acc_sum, count = 0.0, 0.0, 0
         bar = tqdm(self.loader, desc="val" if epoch is None else f"val {epoch}", leave=False, dynamic_ncols=True,
-                   disable=not (is_main_process() and self.settings.progress_bar))
+                   disable=not (is_main_process() and progress_bar_enabled(self.settings.progress_bar)))
         for i, batch in enumerate(bar):
             if batch is None:
                 continue
@@ -207,20 +220,39 @@ class Validator:
             result = dict(stats)
             result.update(loss=sum(s[1] for s in states) / total, acc=sum(s[2] for s in states) / total,
                           num_instances=len(self.evaluator), protocol=self.protocol, **self.protocol_fields)
+            result.update(self._keypoint_errors())
             if getattr(self.evaluator, "pred_file", None):  # MPII: the official pred.mat
                 result["pred_file"] = self.evaluator.pred_file
         return broadcast_object(result), stat_names
+
+    def _keypoint_errors(self) -> Dict[str, Any]:
+        """PCK@TEST.PCK_THRESHOLD of the box size and EPE (TEST.METRICS) of the evaluated keypoints; {} for MPII."""
+        settings = self.settings
+        wanted = [m for m in ("PCK", "EPE") if m in settings.metrics]
+        if not wanted or not hasattr(self.evaluator, "keypoint_errors"):
+            return {}
+        errors = self.evaluator.keypoint_errors(settings.pck_threshold)
+        out: Dict[str, Any] = {m: errors[m] for m in wanted}
+        out.update(pck_threshold=settings.pck_threshold, pck_norm="max(GT box w, h)",
+                   pck_persons_matched=errors["matched"], pck_persons=errors["persons"])
+        return out
 
     def _report(self, result: Dict[str, Any], stat_names: List[str], elapsed: float, epoch: Optional[int]) -> None:
         """The stats table and protocol line in the log; loss, accuracy and stats to TensorBoard during training."""
         table = (format_results_table({k: result[k] for k in stat_names}, self.settings.model_name) if stat_names
                  else "(no ground truth for this split: predictions written, nothing to score)")
-        logger.info("Test: %s%d samples in %.1fs, loss %.5f, accuracy %.3f\n%s\n%s",
+        errors = ""
+        if "PCK" in result or "EPE" in result:
+            parts = ([f"PCK@{result['pck_threshold']:g} {result['PCK']:.4f} (of max(GT box w, h))"]
+                     if "PCK" in result else []) + ([f"EPE {result['EPE']:.2f} px"] if "EPE" in result else [])
+            errors = (f"\n{', '.join(parts)}; {result['pck_persons_matched']} of {result['pck_persons']} labelled "
+                      "instances paired with a prediction")
+        logger.info("Test: %s%d samples in %.1fs, loss %.5f, accuracy %.3f\n%s%s\n%s",
                     "" if epoch is None else f"epoch {epoch}, ", result["num_instances"], elapsed,
-                    result["loss"], result["acc"], table, self.protocol)
+                    result["loss"], result["acc"], table, errors, self.protocol)
         if self.tb is not None and epoch is not None:
             self.tb.scalars({"valid_loss": result["loss"], "valid_acc": result["acc"],
-                             **{f"valid/{k}": result[k] for k in stat_names}}, epoch)
+                             **{f"valid/{k}": result[k] for k in stat_names + ["PCK", "EPE"] if k in result}}, epoch)
 
 
 def evaluate_model_file(cfg: Any, cfg_path: str) -> Dict[str, Any]:

@@ -32,6 +32,7 @@ from ..fileio import atomic_write, write_json_atomic  # write_json_atomic is als
 from ..keypoints import COCO17, KeypointSet, get_keypoint_set
 from .fast_cocoeval import KeypointGroundTruth, evaluate_keypoints
 from .oks_nms import oks_nms_grouped, rescore, soft_oks_nms
+from .pck import box_pck_epe
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,13 @@ def load_coco(ann_file_or_coco, backend: str = DEFAULT_BACKEND):
     return coco
 
 
+def keypoint_category_id(coco) -> int:
+    """The category id results are written with: the ground truth's only category (a user's own data, read by
+    `datasets.annotations`), else 1 (COCO's person)."""
+    cats = coco.dataset.get("categories") or []
+    return int(cats[0]["id"]) if len(cats) == 1 and "id" in cats[0] else 1
+
+
 def _stats(values) -> "OrderedDict[str, float]":
     return OrderedDict((name, float(v)) for name, v in zip(STATS_NAMES, values[:10]))
 
@@ -111,10 +119,11 @@ def run_cocoeval(
         raise ValueError("no keypoint results to evaluate (the results list is empty)")
     if backend == "numpy":
         sigmas = COCO17.sigmas if sigmas is None else np.asarray(sigmas, dtype=np.float64)
-        keep = [r for r in results if r.get("category_id", 1) == 1]  # loadRes + catIds: persons only
+        cat = keypoint_category_id(coco_gt)
+        keep = [r for r in results if r.get("category_id", cat) == cat]  # loadRes + catIds: that category only
         kpts = np.array([r["keypoints"] for r in keep], dtype=np.float64).reshape(len(keep), -1, 3)
         stats = evaluate_keypoints(KeypointGroundTruth.from_coco(coco_gt), [r["image_id"] for r in keep], kpts,
-                                   [r["score"] for r in keep], sigmas, img_ids)
+                                   [r["score"] for r in keep], sigmas, img_ids, category_id=cat)
         return _stats(stats)
     # loadRes adds area/id/bbox to each dict: a shallow copy keeps the caller's list intact at no real cost
     coco_dt = _quiet(coco_gt.loadRes, [dict(r) for r in results])
@@ -159,6 +168,7 @@ class CocoKeypointEvaluator:
         self.soft_nms = bool(soft_nms)
         self.boxes_source_label = boxes_source_label or ("GT boxes" if use_gt_bbox else "detector boxes")
         self.img_ids = None if img_ids is None else [int(i) for i in img_ids]
+        self.category_id = keypoint_category_id(self.coco)
         self._gt_arrays: Optional[KeypointGroundTruth] = None
         self._kept: Optional[Dict[str, np.ndarray]] = None
         self._results: Optional[List[dict]] = None
@@ -169,7 +179,7 @@ class CocoKeypointEvaluator:
         """The kept instances of the last `evaluate()` as COCO result dicts (image_id, category_id, keypoints,
         score, center, scale), the content of the results file; built on first access."""
         if self._results is None:
-            self._results = [] if self._kept is None else _result_dicts(self._kept)
+            self._results = [] if self._kept is None else _result_dicts(self._kept, self.category_id)
         return self._results
 
     def reset(self) -> None:
@@ -262,21 +272,37 @@ class CocoKeypointEvaluator:
         kept = self._kept
         if output_dir is not None:
             res_file = os.path.join(output_dir, "results", f"keypoints_{name}_results_0.json")
-            write_results_file(kept, res_file)
+            write_results_file(kept, res_file, self.category_id)
             logger.info("wrote %d keypoint results to %s", len(kept["scores"]), res_file)
         if self.backend == "numpy":
             if self._gt_arrays is None:
                 self._gt_arrays = KeypointGroundTruth.from_coco(self.coco)
             stats = _stats(evaluate_keypoints(self._gt_arrays, kept["image_ids"], kept["keypoints"], kept["scores"],
-                                              self.keypoint_set.sigmas, self.img_ids))
+                                              self.keypoint_set.sigmas, self.img_ids, self.category_id))
         else:
             stats = run_cocoeval(self.coco, self.results, self.keypoint_set.sigmas, self.img_ids, self.backend)
         logger.info("COCO keypoint evaluation (%s, %s, %d instances kept of %d): AP %.4f",
                     self.boxes_source_label, self.backend, len(kept["scores"]), len(self), stats["AP"])
         return stats
 
+    def keypoint_errors(self, thr: float = default("TEST.PCK_THRESHOLD")) -> Dict[str, float]:
+        """PCK at `thr` of the GT box size and EPE in pixels of the last `evaluate()`'s kept instances against the
+        non-crowd ground truth of the evaluated images (`pck.box_pck_epe`): for sets whose AP rests on guessed
+        sigmas, and beside AP for every set."""
+        if self._kept is None:
+            raise RuntimeError("keypoint_errors() needs evaluate() first")
+        if self._gt_arrays is None:
+            self._gt_arrays = KeypointGroundTruth.from_coco(self.coco)
+        gt = self._gt_arrays
+        sel = ~gt.iscrowd & (gt.category_ids == self.category_id)
+        if self.img_ids is not None:
+            sel &= np.isin(gt.image_ids, self.img_ids)
+        kept = self._kept
+        return box_pck_epe(gt.keypoints[sel], gt.bbox[sel], gt.image_ids[sel], kept["keypoints"], kept["image_ids"],
+                           thr)
 
-def write_results_file(kept: Dict[str, np.ndarray], path: str) -> None:
+
+def write_results_file(kept: Dict[str, np.ndarray], path: str, category_id: int = 1) -> None:
     """Write kept arrays as the official results json (atomically), the same content as `json.dump` of `results`.
 
     With orjson installed (`pip install orjson`) the float64 arrays are serialised directly, ~15x faster than the
@@ -289,22 +315,22 @@ def write_results_file(kept: Dict[str, np.ndarray], path: str) -> None:
         orjson = None
     finite = all(np.isfinite(kept[key]).all() for key in ("keypoints", "scores", "centers", "scales"))
     if orjson is None or not finite:
-        write_json_atomic(_result_dicts(kept), path)
+        write_json_atomic(_result_dicts(kept, category_id), path)
         return
     n = len(kept["scores"])
     # float32 values go out as float64, as `float(v)` gives them to json: no shortest-float32 digits
     kpts = kept["keypoints"].reshape(n, -1).astype(np.float64)
     centers, scales = kept["centers"].astype(np.float64), kept["scales"].astype(np.float64)
-    rows = [{"image_id": i, "category_id": 1, "keypoints": k, "score": s, "center": c, "scale": sc}
+    rows = [{"image_id": i, "category_id": category_id, "keypoints": k, "score": s, "center": c, "scale": sc}
             for i, k, s, c, sc in zip(kept["image_ids"].tolist(), kpts, kept["scores"].tolist(), centers, scales)]
     data = orjson.dumps(rows, option=orjson.OPT_SERIALIZE_NUMPY)
     atomic_write(path, lambda f: f.write(data), binary=True)
 
 
-def _result_dicts(kept: Dict[str, np.ndarray]) -> List[dict]:
+def _result_dicts(kept: Dict[str, np.ndarray], category_id: int = 1) -> List[dict]:
     """Kept arrays -> COCO result dicts with Python floats (`tolist` converts whole arrays at C speed)."""
     n = len(kept["scores"])
-    return [{"image_id": i, "category_id": 1, "keypoints": k, "score": s, "center": c, "scale": sc}
+    return [{"image_id": i, "category_id": category_id, "keypoints": k, "score": s, "center": c, "scale": sc}
             for i, k, s, c, sc in zip(kept["image_ids"].tolist(), kept["keypoints"].reshape(n, -1).tolist(),
                                       kept["scores"].tolist(), kept["centers"].tolist(), kept["scales"].tolist())]
 

@@ -31,6 +31,7 @@ class LoadReport:
     missing_attention: List[str] = field(default_factory=list)
     replaced: List[str] = field(default_factory=list)
     ignored: List[str] = field(default_factory=list)
+    reinitialised: List[str] = field(default_factory=list)  # head tensors of another keypoint count (fine-tuning)
 
 
 def _is_state_dict(obj) -> bool:
@@ -134,11 +135,16 @@ def load_weights(model: nn.Module, source: StateSource, source_name: Optional[st
 
 
 def load_pretrained(model: nn.Module, path: str, layers: Sequence[str]) -> LoadReport:
-    """ImageNet initialisation (official `init_weights` part 2): take the checkpoint entries whose top-level name is
-    in `layers` (or all with `['*']`). Model tensors of those layers must all be present with the right shapes;
-    checkpoint entries the pose model has no place for (the classifier's extra fusion and head layers) are ignored and
-    reported. As in `load_weights`, the 3x3 conv that a conv-type attention block replaces (SK) gets the ImageNet
-    weight in its dense path, so a block ablation starts from the same pretrained backbone as the plain model."""
+    """MODEL.PRETRAINED (official `init_weights` part 2): take the checkpoint entries whose top-level name is in
+    `layers` (MODEL.EXTRA.PRETRAINED_LAYERS, or all with `['*']`) and load every one whose name and shape fit.
+
+    An ImageNet backbone or a pose checkpoint both work. Checkpoint entries the model has no place for (an ImageNet
+    classifier's fusion and head layers) are skipped and reported. When the checkpoint's heatmap head
+    (`final_layer.*`) has another number of keypoints than the model (fine-tuning COCO-17 onto a custom set), the head
+    keeps its fresh initialisation and is reported as re-initialised. Any other missing tensor or shape mismatch is an
+    error (the checkpoint is of another architecture). As in `load_weights`, the 3x3 conv that a conv-type attention
+    block replaces (SK) gets the checkpoint's weight in its dense path. One log line says exactly what was loaded,
+    skipped and re-initialised; `report.ignored` lists the skipped entries, `report.reinitialised` the head's."""
     state = read_state_dict(path)
     take_all = len(layers) > 0 and layers[0] == "*"
     chosen = OrderedDict((k, v) for k, v in state.items() if take_all or k.split(".")[0] in layers)
@@ -149,20 +155,49 @@ def load_pretrained(model: nn.Module, path: str, layers: Sequence[str]) -> LoadR
     taken = _remap_replaced_convs(model, chosen, report)
     report.ignored = [k for k in chosen if k not in expected]
     usable = OrderedDict((k, v) for k, v in chosen.items() if k in expected)
-    shapes = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
-              for k, v in usable.items() if v.shape != expected[k].shape]
+    mismatched = [k for k, v in usable.items() if v.shape != expected[k].shape]
+    report.reinitialised = [k for k in mismatched if _is_other_head(k, usable[k], expected[k])]
+    shapes = [f"{k}: checkpoint {tuple(usable[k].shape)} vs model {tuple(expected[k].shape)}"
+              for k in mismatched if k not in report.reinitialised]
     wanted = [k for k in expected if (take_all or k.split(".")[0] in layers) and not (attn and k.startswith(attn))]
-    missing = [k for k in wanted if k not in usable and not k.startswith("final_layer.")]
+    missing = [k for k in wanted if k not in usable and not k.startswith(HEAD_PREFIX)]
     if shapes or missing:
         raise _mismatch_error(path + " (MODEL.PRETRAINED)", missing, [], shapes)
+    for k in report.reinitialised:
+        del usable[k]
     model.load_state_dict(usable, strict=False)
     report.loaded = len(usable)
-    logger.info("=> loaded %d pretrained tensors from %s (%d checkpoint entries unused)", len(usable), path,
-                len(report.ignored))
+    logger.info("=> MODEL.PRETRAINED %s: loaded %d of the model's %d tensors%s; skipped %d checkpoint entries the "
+                "model has no place for%s; re-initialised %d%s; not taken (MODEL.EXTRA.PRETRAINED_LAYERS %s): %d "
+                "checkpoint entries", path, len(usable), len(expected),
+                "" if take_all else f" (layers {list(layers)})", len(report.ignored),
+                f" ({_some(report.ignored)})" if report.ignored else "", len(report.reinitialised),
+                f" ({', '.join(report.reinitialised)}: the checkpoint's head has {usable_k(state)} keypoints, the "
+                f"model's {expected[report.reinitialised[0]].shape[0]})" if report.reinitialised else "",
+                list(layers), len(state) - len(chosen))
     if report.replaced:
         logger.info("%s: %d 3x3 conv weights loaded into conv-type attention blocks, %d dropped (blocks with no "
                     "dense 3x3 conv)", path, taken, len(report.replaced) - taken)
     return report
+
+
+HEAD_PREFIX = "final_layer."  # the heatmap head of HRNet and Lite-HRNet: one conv, K output channels
+
+
+def _is_other_head(key: str, ckpt: torch.Tensor, model: torch.Tensor) -> bool:
+    """True for a head tensor that differs only in its number of keypoints (the output-channel dimension)."""
+    return (key.startswith(HEAD_PREFIX) and ckpt.dim() == model.dim() and ckpt.dim() >= 1
+            and tuple(ckpt.shape[1:]) == tuple(model.shape[1:]))
+
+
+def usable_k(state: Mapping[str, torch.Tensor]) -> int:
+    """The number of keypoints of a checkpoint's head (0 when it has none)."""
+    head = state.get(HEAD_PREFIX + "weight")
+    return int(head.shape[0]) if head is not None else 0
+
+
+def _some(keys: Sequence[str], n: int = 3) -> str:
+    return ", ".join(keys[:n]) + (f", ... {len(keys) - n} more" if len(keys) > n else "")
 
 
 def _mismatch_error(name: str, missing: List[str], unexpected: List[str], shapes: List[str]
