@@ -23,7 +23,8 @@ FLOORS = [
     ["datasets", "evaluation"],  # data and crops; OKS-NMS, COCO AP, PCK
     ["engine", "streams", "deploy"],  # training + evaluation; frame sources + tracking; ONNX + onnxruntime
     ["apis"],  # the inference product: PoseEstimator, stream estimator, detectors, zoo, demo
-    ["benchmarks"],  # top floor: only tools/benchmark.py imports it
+    ["benchmarks"],  # top floor: only tools/benchmark.py and tools/ablate.py (an ablation measures, as benchmarks do,
+    # and trains through engine) import it
 ]
 FLOOR = {room: level for level, rooms in enumerate(FLOORS) for room in rooms}
 
