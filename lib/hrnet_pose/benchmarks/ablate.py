@@ -108,7 +108,7 @@ def _plain(node: Any) -> Any:
 
 
 def variant_config(base_cfg: str, opts: Sequence[str], variant: Variant, seed: Optional[int] = None,
-                   out_dir: str = ""):
+                   out_dir: str = "") -> Any:
     """The frozen config of one variant (and seed): base yaml, then `opts`, then the variant, then the run's own
     seed and output folders."""
     cfg = load_config(base_cfg, opts, freeze=False)
@@ -121,10 +121,10 @@ def variant_config(base_cfg: str, opts: Sequence[str], variant: Variant, seed: O
     return load_config(cfg)
 
 
-def _settings(base_cfg: str, opts: Sequence[str], cfg) -> Dict[str, Any]:
-    """What must be equal between two runs for their rows to share a table."""
+def _settings(base_cfg: str, opts: Sequence[str], cfg: Any, latency: Dict[str, Any]) -> Dict[str, Any]:
+    """What must be equal between two runs for their rows to share a table (variants and seeds may be added)."""
     w, h = cfg.MODEL.IMAGE_SIZE
-    return {"base_cfg": os.path.abspath(base_cfg), "opts": [str(o) for o in opts],
+    return {"latency": latency, "base_cfg": os.path.abspath(base_cfg), "opts": [str(o) for o in opts],
             "epochs": int(cfg.TRAIN.END_EPOCH) - int(cfg.TRAIN.BEGIN_EPOCH), "batch": int(cfg.TRAIN.BATCH_SIZE_PER_GPU),
             "dataset": f"{cfg.DATASET.DATASET} {cfg.DATASET.TRAIN_SET}/{cfg.DATASET.TEST_SET}",
             "protocol": f"{'GT boxes' if cfg.TEST.USE_GT_BBOX else 'detector boxes'}, flip "
@@ -146,7 +146,8 @@ class Ablation:
         self.table_path = os.path.join(out_dir, TABLE_NAME)
         cfg = variant_config(base_cfg, self.opts, self.variants[0])
         self.device = str(cfg.ENGINE.DEVICE)
-        self.record = self._load(_settings(base_cfg, self.opts, cfg))
+        latency = {"batches": self.batches, "threads": self.threads, "iters": self.iters}
+        self.record = self._load(_settings(base_cfg, self.opts, cfg, latency))
 
     def _load(self, settings: Dict[str, Any]) -> Dict[str, Any]:
         if os.path.isfile(self.progress_path):

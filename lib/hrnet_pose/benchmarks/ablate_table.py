@@ -1,5 +1,5 @@
 """The ablation table (markdown) from an ablation record (`benchmarks.ablate`): one row per variant with the AP mean
-and spread over the finished seeds, params, GFLOPs, training samples/s, inference latency per (runtime, device,
+and spread over the finished seeds, the mean's difference to the plain network's (when 'plain' is among them), params, GFLOPs, training samples/s, inference latency per (runtime, device,
 batch) and peak training memory; unfinished cells show '...', failed runs 'failed'."""
 
 import os
@@ -28,7 +28,12 @@ def format_ablation_table(record: Dict[str, Any], variants: Sequence[str], seeds
     latency_cols: List[str] = []
     for m in record["measures"].values():
         latency_cols += [c for c in m["latency_ms"] if c not in latency_cols]
-    head = (["variant", "AP (mean ± std over seeds)", "params", "GFLOPs", "train samples/s"]
+    def aps(name: str) -> List[float]:
+        runs = [record["runs"].get(f"{name}/seed{s}", {}) for s in seeds]
+        return [r["ap"] for r in runs if "ap" in r]
+
+    base = aps("plain") if "plain" in variants else []
+    head = (["variant", "AP (mean ± std over seeds)", "Δ AP vs plain", "params", "GFLOPs", "train samples/s"]
             + [f"{c} (ms)" for c in latency_cols] + ["peak train mem (MB)"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name in variants:
@@ -36,7 +41,8 @@ def format_ablation_table(record: Dict[str, Any], variants: Sequence[str], seeds
         done = [r for r in runs if "ap" in r]
         failed = sum("error" in r for r in runs)
         m = record["measures"].get(name)
-        cells = [name, _ap_cell([r["ap"] for r in done], len(seeds), failed),
+        delta = f"{statistics.fmean(aps(name)) - statistics.fmean(base):+.3f}" if base and aps(name) else PENDING
+        cells = [name, _ap_cell([r["ap"] for r in done], len(seeds), failed), delta,
                  f"{m['params'] / 1e6:.3f}M" if m else PENDING, f"{m['gflops']:.3f}" if m else PENDING,
                  _mean_cell([r["samples_per_s"] for r in done], "{:.1f}")]
         cells += [f"{m['latency_ms'][c]:.1f}" if m and c in m["latency_ms"] else PENDING for c in latency_cols]
