@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from hrnet_pose.benchmarks.ablate import Ablation, AblationError, parse_variants
+from hrnet_pose.benchmarks.ablate import Ablation, AblationError, parse_variants, variant_config
 from hrnet_pose.models.attention import list_attentions
 
 from clitest import load_tool
@@ -101,6 +101,10 @@ def test_variant_names_yamls_and_all():
                                                  "w32_256x192_adam_lr1e-3_non_local.yaml")])[0]
     assert yaml_variant.name == "non_local"
     assert yaml_variant.attention == {"NAME": "non_local", "STAGES": [3, 4], "BRANCHES": [2, 3], "KWARGS": {}}
+    w32 = os.path.join(EXPERIMENTS, "coco", "hrnet", "w32_256x192_adam_lr1e-3.yaml")
+    layers = variant_config(w32, [], block).MODEL.EXTRA.PRETRAINED_LAYERS
+    assert "layer1" in layers and not any(n.startswith("stage") for n in layers)  # ImageNet stages cannot load
+    assert "stage4" in variant_config(w32, [], se).MODEL.EXTRA.PRETRAINED_LAYERS
     with pytest.raises(AblationError, match="unknown variant 'squeeze'.*scconv"):
         parse_variants(["squeeze"])
     with pytest.raises(AblationError, match="more than once"):

@@ -113,6 +113,9 @@ def variant_config(base_cfg: str, opts: Sequence[str], variant: Variant, seed: O
     seed and output folders."""
     cfg = load_config(base_cfg, opts, freeze=False)
     cfg.merge_from_other_cfg(type(cfg)(variant.overrides(), new_allowed=True))
+    if variant.block:  # another residual block: ImageNet stage weights have no place in it; stem and layer1 still load
+        layers = list(cfg.MODEL.EXTRA.PRETRAINED_LAYERS)
+        cfg.MODEL.EXTRA.PRETRAINED_LAYERS = [name for name in layers if not name.startswith("stage")]
     cfg.DATA_DIR = ""  # already joined onto DATASET.ROOT by load_config; not again when the worker reloads it
     if seed is not None:
         cfg.ENGINE.SEED = int(seed)
