@@ -72,11 +72,13 @@ def test_scconv_equals_the_papers_equations(stride):
     torch.testing.assert_close(out, torch.cat([y1, y2], 1), **TOL)
 
 
+@pytest.mark.parametrize("batch", [2, 1])
 @pytest.mark.parametrize("hw", [(2, 2), (2, 3), (5, 7), (1, 1)])
-def test_scconv_runs_on_maps_smaller_than_or_not_divisible_by_r(hw):
-    """HRNet's 1/32 branch is 2x2 at 64x48 input and 8x6 at 256x192, where AvgPool2d(4) would fail or drop rows."""
-    m = create_attention("scconv", 8)
-    x = torch.randn(2, 8, *hw, requires_grad=True)
+def test_scconv_runs_on_maps_smaller_than_or_not_divisible_by_r(hw, batch):
+    """HRNet's 1/32 branch is 2x2 at 64x48 input and 8x6 at 256x192, where AvgPool2d(4) would fail or drop rows; it
+    pools to 1x1 there, which a last training batch of one image must survive (one value per channel in K2's BN)."""
+    m = create_attention("scconv", 8).train()
+    x = torch.randn(batch, 8, *hw, requires_grad=True)
     out = m(x)
     assert out.shape == x.shape
     out.square().sum().backward()
@@ -169,6 +171,7 @@ def test_mpm_defaults_and_validation():
         create_attention("mpm", 32, pool_sizes=(20,))
     x = torch.randn(2, 32, 1, 1)
     assert torch.equal(m(x), x)  # identity at init, even on a 1x1 map
+    m.train()(torch.randn(1, 32, 1, 1)).sum().backward()  # and a batch of one 1x1 map trains
 
 
 # Inside HRNet: the official tiny checkpoint in each variant

@@ -30,11 +30,13 @@ from torch import nn
 
 from .helpers import adaptive_avg_pool, check_int, check_positive
 from .registry import register_attention
+from .sk import PooledBatchNorm2d
 
 
 def _conv_bn(cin: int, cout: int, kernel, relu: bool = False) -> nn.Sequential:
     k = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
-    layers = [nn.Conv2d(cin, cout, k, padding=(k[0] // 2, k[1] // 2), bias=False), nn.BatchNorm2d(cout)]
+    # PooledBatchNorm2d: plain BN, except that a single value per channel (a 1x1 map in a batch of one) trains too
+    layers = [nn.Conv2d(cin, cout, k, padding=(k[0] // 2, k[1] // 2), bias=False), PooledBatchNorm2d(cout)]
     return nn.Sequential(*layers, nn.ReLU(inplace=True)) if relu else nn.Sequential(*layers)
 
 

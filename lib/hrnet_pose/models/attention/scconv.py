@@ -26,13 +26,15 @@ from torch import nn
 
 from .helpers import adaptive_avg_pool, check_int
 from .registry import register_attention
+from .sk import PooledBatchNorm2d
 
 
 class ConvBn(nn.Sequential):
-    """3x3 conv (no bias) + BN; keys ``0.weight``, ``1.*``."""
+    """3x3 conv (no bias) + BN; keys ``0.weight``, ``1.*``. The BN trains on a single value per channel too (K2 sees
+    a 1x1 pooled map on the smallest branch; with a last batch of one that is one value), see `PooledBatchNorm2d`."""
 
     def __init__(self, channels: int) -> None:
-        super().__init__(nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
+        super().__init__(nn.Conv2d(channels, channels, 3, padding=1, bias=False), PooledBatchNorm2d(channels))
 
 
 @register_attention("scconv", placement="conv")
