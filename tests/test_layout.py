@@ -24,7 +24,8 @@ FLOORS = [
     ["engine", "streams", "deploy"],  # training + evaluation; frame sources + tracking; ONNX + onnxruntime
     ["apis"],  # the inference product: PoseEstimator, stream estimator, detectors, zoo, demo
     ["serve"],  # the HTTP service over apis; imported only by tools/serve.py (test below)
-    ["benchmarks"],  # top floor: only tools/benchmark.py imports it
+    ["benchmarks"],  # top floor: only tools/benchmark.py and tools/ablate.py (an ablation measures, as benchmarks do,
+    # and trains through engine) import it
 ]
 FLOOR = {room: level for level, rooms in enumerate(FLOORS) for room in rooms}
 

@@ -13,6 +13,7 @@ from hrnet_pose.models.attention import (attention_placement, create_attention, 
 EXPECTED_PLACEMENT = {
     "se": "gate", "eca": "gate", "cbam": "gate", "scse": "gate", "sge": "gate", "strip": "gate",
     "sk": "conv", "splat": "conv", "softgate": "skip", "non_local": "context", "a2": "context",
+    "scconv": "conv", "res2net": "conv", "mpm": "context",
 }
 ALL = sorted(EXPECTED_PLACEMENT)
 SHAPE = (4, 32, 16, 12)  # batch 4: the BNs on pooled [N, d, 1, 1] tensors see more than two values per channel
@@ -46,7 +47,7 @@ def test_registry_lists_every_block_with_its_placement():
     assert list_attentions() == ALL
     for name, placement in EXPECTED_PLACEMENT.items():
         assert attention_placement(name) == placement
-    assert list_attentions("context") == ["a2", "non_local"]
+    assert list_attentions("context") == ["a2", "mpm", "non_local"]
     assert attention_placement("") == "" and attention_placement(None) == ""
     assert attention_placement(" SE ") == "gate"
 
@@ -67,7 +68,8 @@ def test_unknown_name_lists_valid_names():
 
 @pytest.mark.parametrize("name,kwarg", [("se", "reduction"), ("eca", "kernel_size"), ("sge", "groups"),
                                         ("sk", "branches"), ("splat", "radix"), ("non_local", "sub_sample"),
-                                        ("a2", "c_m"), ("scse", "combine"), ("strip", "reduction")])
+                                        ("a2", "c_m"), ("scse", "combine"), ("strip", "reduction"),
+                                        ("scconv", "pooling_r"), ("res2net", "scale"), ("mpm", "pool_sizes")])
 def test_unknown_kwarg_lists_valid_kwargs(name, kwarg):
     with pytest.raises(TypeError) as e:
         create_attention(name, 32, reductoin=4)

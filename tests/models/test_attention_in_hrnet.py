@@ -13,7 +13,7 @@ from testpaths import EXPERIMENTS
 
 ROOT = os.path.join(EXPERIMENTS, "coco")
 VARIANTS = sorted(glob.glob(os.path.join(ROOT, "hrnet_attn", "*.yaml")))
-IDENTITY_AT_INIT = {"softgate", "non_local", "a2"}  # promised: the variant starts as the plain network
+IDENTITY_AT_INIT = {"softgate", "non_local", "a2", "mpm"}  # promised: the variant starts as the plain network
 
 
 @pytest.fixture(scope="module")
