@@ -39,6 +39,11 @@ def test_every_attention_variant_reports_its_cost(capsys):
     for name, (params, gflops) in seen.items():
         if "softgate_block" in name:  # SOFTGATE blocks are lighter than BASIC ones
             assert params < 28_536_113
+        elif "res2net" in name:  # Res2Net's grouped 3x3 convs (scale 4) replace the dense ones: fewer params, FLOPs
+            assert params < 28_536_113 and gflops < 7.12, name
+        elif "scconv" in name:  # SCConv's four half-width 3x3 convs hold a dense conv's weights (plus BN), and one
+            # of them runs on the 1/r pooled map: more params, fewer FLOPs than plain
+            assert params > 28_536_113 and gflops < 7.12, name
         else:  # every block adds parameters to W32 and costs at least the plain network
             assert params > 28_536_113, name
             assert gflops >= 7.12, name

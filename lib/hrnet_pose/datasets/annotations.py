@@ -137,6 +137,11 @@ def normalize_keypoint_data(data: Dict[str, Any], category: Dict[str, Any], path
     return out
 
 
+def load_annotation_json(path: str) -> Dict[str, Any]:
+    """A COCO-format json as it is (checked for its three lists), every category kept."""
+    return _load_json(path)
+
+
 def read_keypoint_file(path: str, category_name: str = "") -> Dict[str, Any]:
     """Load a COCO-format keypoint json, pick its keypoint category and normalise it (module docstring)."""
     data = _load_json(path)

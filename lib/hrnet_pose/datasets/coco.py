@@ -29,7 +29,7 @@ from pycocotools.coco import COCO
 from ..errors import UserError
 from ..geometry import boxes_to_center_scale
 from ..keypoints import COCO17, KeypointSet, get_keypoint_set
-from .annotations import read_keypoint_file
+from .annotations import load_annotation_json, read_keypoint_file
 from .fast_decode import prepare_fast, to_normalized_tensor_fast
 from .image_io import ImageReadError, image_read_error, read_image  # noqa: F401 (ImageReadError: public here too)
 from .image_cache import ImageCache
@@ -94,6 +94,8 @@ def _check_detection(entry: Any, index: int, path: str) -> None:
 class CocoKeypoints(torch.utils.data.Dataset):
     """Person boxes of a COCO-format keypoint dataset, cropped and encoded for top-down training or testing."""
 
+    ALL_CATEGORIES = False  # True for sets whose every category is a sample (datasets.public_sets.AP10KKeypoints)
+
     def __init__(
         self,
         root: str,
@@ -128,7 +130,9 @@ class CocoKeypoints(torch.utils.data.Dataset):
         if not os.path.isdir(self.image_dir):
             raise FileNotFoundError(f"image folder not found: {self.image_dir}\n{layout_help(root, image_set)}")
         if annotations is None:  # else: the builder read and checked the file already
-            annotations = read_keypoint_file(self.ann_file, category)
+            # a set whose every category is a sample (AP-10K's species) keeps them all; else the one keypoint category
+            annotations = (load_annotation_json(self.ann_file) if self.ALL_CATEGORIES else
+                           read_keypoint_file(self.ann_file, category))
         self.category_id = annotations["categories"][0].get("id") if annotations.get("categories") else 1
         self.coco = COCO()
         self.coco.dataset = annotations

@@ -58,6 +58,8 @@ class CrowdPoseKeypoints(CocoKeypoints):
 class AP10KKeypoints(CocoKeypoints):
     """AP-10K: every animal category is a sample (persons are category 1 elsewhere)."""
 
+    ALL_CATEGORIES = True  # its 54 species are categories of one 17-keypoint set
+
     def _is_sample_category(self, category_id: Any) -> bool:
         return category_id is not None
 

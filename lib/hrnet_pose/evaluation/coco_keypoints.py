@@ -298,8 +298,13 @@ class CocoKeypointEvaluator:
         if self.img_ids is not None:
             sel &= np.isin(gt.image_ids, self.img_ids)
         kept = self._kept
-        return box_pck_epe(gt.keypoints[sel], gt.bbox[sel], gt.image_ids[sel], kept["keypoints"], kept["image_ids"],
-                           thr)
+        pred = kept["keypoints"]
+        k_gt = gt.keypoints.shape[1] if gt.keypoints.ndim == 3 else 0
+        if pred.ndim == 3 and pred.shape[1] > k_gt > 0:
+            # COCO-WholeBody: a file's `keypoints` field holds the 17 body points and the parts live in fields of
+            # their own (scored by the per-part OKS); PCK / EPE are then those of the body points, which lead the 133
+            pred = pred[:, :k_gt]
+        return box_pck_epe(gt.keypoints[sel], gt.bbox[sel], gt.image_ids[sel], pred, kept["image_ids"], thr)
 
 
 def write_results_file(kept: Dict[str, np.ndarray], path: str, category_id: int = 1) -> None:
