@@ -21,29 +21,6 @@ from hrnet_pose.models.pose_hrnet import PoseHighResolutionNet
 from testpaths import TINY_YAML
 
 
-@pytest.fixture()
-def cache(tmp_path, monkeypatch):
-    """An empty cache folder of this test, and a list that records every export into it."""
-    folder = tmp_path / "cache"
-    monkeypatch.setenv(ort_cache.CACHE_ENV, str(folder))
-    exports = []
-    real = ort_cache.export_onnx
-
-    def counting(*args, **kwargs):
-        exports.append(args[1])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(ort_cache, "export_onnx", counting)
-    return folder, exports
-
-
-@pytest.fixture()
-def tiny_pth(tmp_path, tiny_official) -> str:
-    path = str(tmp_path / "tiny.pth")
-    torch.save(tiny_official["state_dict"], path)
-    return path
-
-
 def _crops(cfg, n=2):
     w, h = (int(v) for v in cfg.MODEL.IMAGE_SIZE)
     return np.random.default_rng(0).standard_normal((n, 3, h, w)).astype(np.float32)
